@@ -1,0 +1,48 @@
+"""poseprior: a model zoo of human pose priors over SMPL-family poses, with one interface."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+__version__ = "0.1.0"
+
+from .base import PosePrior  # noqa: E402
+from .errors import (  # noqa: E402
+    CheckpointError,
+    DataError,
+    NotInitializedError,
+    PosePriorError,
+    ShapeError,
+    UnknownPriorError,
+    ValueCheckError,
+)
+from .formats.layouts import JointLayout, get_layout, list_layouts  # noqa: E402
+from .registry import create, list_priors, prior_class, register_prior  # noqa: E402
+
+
+def load(directory: str | Path, *, map_location: str = "cpu") -> PosePrior:
+    """Loads any prior saved with ``prior.save(directory)``; the config names its class."""
+    from .hub import load_checkpoint
+
+    return load_checkpoint(directory, map_location=map_location)
+
+
+__all__ = [
+    "CheckpointError",
+    "DataError",
+    "JointLayout",
+    "NotInitializedError",
+    "PosePrior",
+    "PosePriorError",
+    "ShapeError",
+    "UnknownPriorError",
+    "ValueCheckError",
+    "__version__",
+    "create",
+    "get_layout",
+    "list_layouts",
+    "list_priors",
+    "load",
+    "prior_class",
+    "register_prior",
+]

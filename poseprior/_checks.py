@@ -1,0 +1,74 @@
+"""Validation at the public boundary: the only place that formats shape and value errors."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .errors import ShapeError, ValueCheckError
+from .formats.layouts import LAYOUTS, JointLayout
+
+# Joint counts of the full layouts, to recognise a pose given in another format.
+_FULL_COUNTS = {len(LAYOUTS[n]): n for n in ("smpl", "smplh", "smplx", "smplx53")}
+
+
+def _layout_hint(got: int, layout: JointLayout) -> str:
+    name = _FULL_COUNTS.get(got)
+    if name is not None and got != len(layout):
+        return (
+            f"; {got} joints is the {name!r} layout: select the prior's joints with "
+            f"poseprior.formats.to_layout(x, {name!r}, {layout.name!r})"
+        )
+    return ""
+
+
+def check_pose(x: object, layout: JointLayout, where: str) -> Tensor:
+    r"""Checks that ``x`` is an axis-angle pose tensor of ``layout``, with shape :math:`(*, J, 3)`.
+
+    Returns ``x`` unchanged. Raises :class:`ShapeError` or :class:`ValueCheckError` with a message
+    that names ``where``, what was expected, what arrived and how to fix it.
+    """
+    j = len(layout)
+    expected = f"(*batch, {j}, 3) axis-angle for layout {layout.name!r}"
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{where}: expected a torch.Tensor of shape {expected}, got {type(x).__name__}")
+    shape = tuple(x.shape)
+    if x.dim() >= 3 and shape[-3:] == (j, 3, 3):
+        raise ShapeError(
+            f"{where}: expected shape {expected}, got {shape}: these look like rotation matrices; "
+            "convert them with poseprior.formats.rotations.matrix_to_axis_angle(x)"
+        )
+    if x.dim() >= 2 and shape[-2:] == (j, 6):
+        raise ShapeError(
+            f"{where}: expected shape {expected}, got {shape}: these look like 6D rotations; "
+            "convert them with poseprior.formats.rotations.rot6d_to_axis_angle(x)"
+        )
+    if x.dim() >= 1 and shape[-1] == 3 * j and (x.dim() < 2 or shape[-2] != j):
+        raise ShapeError(
+            f"{where}: expected shape {expected}, got the flat shape {shape}; "
+            f"reshape it with x.reshape(*x.shape[:-1], {j}, 3)"
+        )
+    if x.dim() < 2 or shape[-1] != 3 or shape[-2] != j:
+        got = shape[-2] if x.dim() >= 2 and shape[-1] == 3 else None
+        hint = _layout_hint(got, layout) if got is not None else ""
+        if not hint:
+            hint = f"; poses must be axis-angle with {j} joints in the order of layout {layout.name!r}"
+        raise ShapeError(f"{where}: expected shape {expected}, got {shape}{hint}")
+    if not x.is_floating_point():
+        raise ValueCheckError(f"{where}: expected a floating-point tensor, got dtype {x.dtype}; use x.float()")
+    if not bool(torch.isfinite(x).all()):
+        bad = (~torch.isfinite(x)).reshape(-1, j * 3).any(-1).nonzero().flatten()[:5].tolist()
+        raise ValueCheckError(
+            f"{where}: the poses contain NaN or inf (first bad flattened batch indices: {bad}); "
+            "remove or repair those frames before calling"
+        )
+    return x
+
+
+def check_like(x: Tensor, ref: Tensor, where: str) -> None:
+    """Checks that ``x`` is on the same device as ``ref`` (the prior's parameters)."""
+    if x.device != ref.device:
+        raise ValueCheckError(
+            f"{where}: the poses are on {x.device} but the prior is on {ref.device}; "
+            f"move one of them, e.g. x.to({str(ref.device)!r}) or prior.to({str(x.device)!r})"
+        )

@@ -1,0 +1,334 @@
+r"""The :class:`PosePrior` contract shared by every prior.
+
+Public methods validate their input once, flatten the batch dimensions and delegate to private
+hooks (``_log_prob``, ``_sample``, ``_fit``, ``_initialize``, ``_training_loss``) that receive
+checked tensors with shape :math:`(N, J, 3)`.
+
+**Modelled dimensions.** A prior over a layout of :math:`J` joints sees :math:`3J` axis-angle
+values. Values that are constant in the training data (eye joints, absent fingers, a joint the
+capture system never moves) carry no density: they are *excluded* and recorded with their constant
+value. ``dim`` (:math:`D`) counts the modelled values; ``log_prob`` is a density over those
+:math:`D` values only, and bits per dimension are :math:`\mathrm{NLL} / (D \ln 2)`. Which values
+are excluded is decided once, by the first :meth:`PosePrior.fit` or :meth:`PosePrior.initialize`
+(values whose standard deviation is at most ``constant_tol`` radians), or given explicitly as
+``constant_dims``, and is saved with the checkpoint. Excluded values do not enter ``log_prob``;
+samples hold their recorded constant.
+"""
+
+from __future__ import annotations
+
+import abc
+import inspect
+import json
+import math
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from ._checks import check_like, check_pose
+from .errors import CheckpointError, NotInitializedError, ShapeError
+from .formats.layouts import LAYOUTS, JointLayout, get_layout
+
+CHECKPOINT_FORMAT = 1
+"""Version of the ``config.json`` + ``model.safetensors`` checkpoint format."""
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+
+
+class PosePrior(nn.Module, abc.ABC):
+    r"""A probability density over axis-angle poses of one joint layout.
+
+    Arguments:
+        layout: The joints modelled, a layout name such as ``"body"`` (21 joints), ``"left_hand"``
+            (15) or ``"smplx"`` (55), or a :class:`~poseprior.formats.JointLayout`.
+        constant_dims: Flat indices ``3 * joint + axis`` of the values excluded from the density,
+            or ``None`` to detect the values constant in the data at the first ``fit``.
+        constant_tol: Standard deviation (radians) at or below which a value counts as constant.
+    """
+
+    name: ClassVar[str] = ""
+    """Registry name, set by :func:`~poseprior.register_prior`."""
+    version: ClassVar[int] = 1
+    """Version of this prior's parameterization; checkpoints of another version are refused."""
+    has_rsample: ClassVar[bool] = False
+    has_exact_log_prob: ClassVar[bool] = True
+    requires_initialization: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        layout: str | JointLayout = "body",
+        *,
+        constant_dims: Sequence[int] | None = None,
+        constant_tol: float = 1e-6,
+    ) -> None:
+        super().__init__()
+        self.layout = get_layout(layout)
+        self.constant_tol = float(constant_tol)
+        n = 3 * len(self.layout)
+        self.register_buffer("constant_values", torch.zeros(n))
+        self.register_buffer("initialized", torch.tensor(not self.requires_initialization))
+        self._set_constant_dims(constant_dims)
+
+    # ------------------------------------------------------------------ description
+    @property
+    def event_shape(self) -> torch.Size:
+        """The shape of one pose, :math:`(J, 3)`."""
+        return torch.Size((len(self.layout), 3))
+
+    @property
+    def dim(self) -> int:
+        r"""The number of modelled dimensions :math:`D` (:math:`3J` minus the excluded values)."""
+        return int(self.modelled.sum())
+
+    dof = dim
+
+    @property
+    def space(self) -> str:
+        """What ``log_prob`` is a density on: Lebesgue measure on the modelled axis-angle values."""
+        return f"axis_angle:{self.layout.name}:lebesgue"
+
+    @property
+    def modelled_mask(self) -> Tensor:
+        """Boolean mask with shape :math:`(J, 3)`: True where the value enters the density."""
+        return self.modelled.reshape(len(self.layout), 3)
+
+    def excluded_names(self) -> list[str]:
+        """The excluded values as ``"joint.axis"`` strings, e.g. ``"left_knee.y"``."""
+        return [f"{self.layout.joints[i // 3]}.{'xyz'[i % 3]}" for i in self.constant_dims or []]
+
+    def extra_repr(self) -> str:
+        return f"layout={self.layout.name!r}, D={self.dim}"
+
+    # ------------------------------------------------------------------ public API
+    def log_prob(self, x: Tensor) -> Tensor:
+        r"""Log-density of poses.
+
+        Arguments:
+            x: Axis-angle poses with shape :math:`(*, J, 3)`.
+
+        Returns:
+            The log-density over the modelled values, with shape :math:`(*)`. Differentiable
+            with respect to ``x``.
+        """
+        x = self._check(x, "log_prob")
+        self._check_initialized("log_prob")
+        batch = x.shape[:-2]
+        return self._log_prob(x.reshape(-1, *self.event_shape)).reshape(batch)
+
+    def penalty(self, x: Tensor, per_dim: bool = False) -> Tensor:
+        r"""Regularization term :math:`-\log p(x)` for use in an optimizer, with shape :math:`(*)`.
+
+        With ``per_dim=True`` it is divided by :math:`D`, so that weights transfer between priors
+        over different numbers of dimensions.
+        """
+        nll = -self.log_prob(x)
+        return nll / self.dim if per_dim else nll
+
+    def score(self, x: Tensor) -> float:
+        """The mean log-likelihood of poses ``x`` with shape :math:`(N, J, 3)` (sklearn ``score``)."""
+        with torch.no_grad():
+            return float(self.log_prob(x).mean())
+
+    @torch.no_grad()
+    def sample(
+        self, sample_shape: int | Sequence[int] = (), *, generator: torch.Generator | None = None
+    ) -> Tensor:
+        r"""Draws poses, with shape :math:`(*S, J, 3)`, without gradients.
+
+        Arguments:
+            sample_shape: The batch shape :math:`S` (an ``int`` means ``(n,)``).
+            generator: The random generator; the global RNG is never used when one is given.
+        """
+        self._check_initialized("sample")
+        shape = torch.Size((sample_shape,) if isinstance(sample_shape, int) else sample_shape)
+        n = shape.numel()
+        x = self._sample(n, generator) if n > 0 else self.constant_values.new_zeros(0, *self.event_shape)
+        return x.reshape(*shape, *self.event_shape)
+
+    def rsample(
+        self, sample_shape: int | Sequence[int] = (), *, generator: torch.Generator | None = None
+    ) -> Tensor:
+        """Like :meth:`sample`, differentiable with respect to the parameters (if ``has_rsample``)."""
+        raise NotImplementedError(f"{type(self).__name__} has no reparameterized sampler (has_rsample=False)")
+
+    def initialize(self, x: Tensor) -> None:
+        r"""Data-dependent initialization from poses with shape :math:`(N, J, 3)`.
+
+        Detects the constant values if ``constant_dims`` is ``None``. Never triggered by forward.
+        """
+        x = self._check_data(x, "initialize")
+        self._resolve_constants(x)
+        self._initialize(x)
+        self.initialized.fill_(True)
+
+    def fit(self, x: Tensor | Iterable[Tensor], **options: Any) -> PosePrior:
+        r"""Fits the prior to poses with shape :math:`(N, J, 3)` and returns ``self``.
+
+        ``x`` may also be an iterable of such tensors (e.g. a DataLoader), which is concatenated.
+        The first call decides the excluded values (see the module docs). Priors that need a
+        data-dependent initialization are initialized here when they are not yet. Other keyword
+        arguments are the prior's training options (see its ``_fit``); ``val=`` poses enable early
+        stopping where supported.
+        """
+        x = self._check_data(x, "fit")
+        if "val" in options and options["val"] is not None:
+            options["val"] = self._check_data(options["val"], "fit(val=...)")
+        if self.requires_initialization and not bool(self.initialized):
+            self.initialize(x)
+        else:
+            self._resolve_constants(x)
+        self._fit(x, **options)
+        return self
+
+    def training_loss(self, x: Tensor) -> Tensor:
+        """The scalar objective minimized by ``fit`` and by the Lightning trainer."""
+        x = self._check(x, "training_loss")
+        self._check_initialized("training_loss")
+        return self._training_loss(x.reshape(-1, *self.event_shape))
+
+    # ------------------------------------------------------------------ hooks
+    @abc.abstractmethod
+    def _log_prob(self, x: Tensor) -> Tensor:
+        """x: (N, J, 3) validated -> (N,)."""
+
+    @abc.abstractmethod
+    def _sample(self, n: int, generator: torch.Generator | None) -> Tensor:
+        """-> (n, J, 3), excluded values set to their constants (see :meth:`_fill`)."""
+
+    def _initialize(self, x: Tensor) -> None:  # noqa: B027  (optional hook)
+        """Data-dependent initialization; x: (N, J, 3)."""
+
+    def _training_loss(self, x: Tensor) -> Tensor:
+        return -self._log_prob(x).mean()
+
+    def _fit(self, x: Tensor, **options: Any) -> None:
+        from ._fitloop import fit_adam
+
+        fit_adam(self, x, **options)
+
+    def _rebuild(self) -> None:  # noqa: B027  (optional hook)
+        """Rebuilds the modules whose shapes depend on :attr:`dim`, after the first fit decided it."""
+
+    # ------------------------------------------------------------------ helpers for hooks
+    def _select(self, x: Tensor) -> Tensor:
+        """(N, J, 3) -> (N, D): the modelled values."""
+        return x.reshape(x.shape[0], -1)[:, self.modelled]
+
+    def _fill(self, z: Tensor) -> Tensor:
+        """(N, D) -> (N, J, 3): modelled values from ``z``, the others set to their constants."""
+        out = self.constant_values.to(z.dtype).expand(z.shape[0], -1).clone()
+        out[:, self.modelled] = z
+        return out.reshape(z.shape[0], *self.event_shape)
+
+    def _set_constant_dims(self, dims: Sequence[int] | None) -> None:
+        n = 3 * len(self.layout)
+        mask = torch.ones(n, dtype=torch.bool)
+        if dims is not None:
+            dims = sorted(int(d) for d in dims)
+            if any(not 0 <= d < n for d in dims) or len(set(dims)) != len(dims):
+                raise ValueError(f"constant_dims must be distinct indices in [0, {n}), got {dims}")
+            if len(dims) == n:
+                raise ValueError("constant_dims excludes every value: nothing would be modelled")
+            mask[dims] = False
+        self.constant_dims = dims
+        if "modelled" in self._buffers:
+            self.modelled = mask.to(self.modelled.device)
+        else:
+            self.register_buffer("modelled", mask)
+
+    def _resolve_constants(self, x: Tensor) -> None:
+        """Decides the excluded values from data the first time, and rebuilds if D changed."""
+        flat = x.reshape(x.shape[0], -1)
+        if self.constant_dims is None:
+            std = flat.std(0) if flat.shape[0] > 1 else torch.zeros_like(flat[0])
+            dims = (std <= self.constant_tol).nonzero().flatten().tolist()
+            if len(dims) == flat.shape[1]:
+                raise ShapeError(
+                    f"fit: every value of the {flat.shape[0]} poses is constant; a density needs "
+                    "varying data (give more or different poses)"
+                )
+            old = self.dim
+            self._set_constant_dims(dims)
+            if self.dim != old:
+                self._rebuild()
+        self.constant_values.copy_(flat.mean(0).to(self.constant_values) * ~self.modelled)
+
+    def _check(self, x: Tensor, where: str) -> Tensor:
+        where = f"{type(self).__name__}.{where}"
+        if isinstance(x, Tensor):
+            check_like(x, self.constant_values, where)
+        check_pose(x, self.layout, where)
+        return x.to(self.constant_values.dtype)
+
+    def _check_data(self, x: Tensor | Iterable[Tensor], where: str) -> Tensor:
+        if not isinstance(x, Tensor):
+            if hasattr(x, "poses_for"):  # a PoseData: take this prior's joints by name
+                x = x.poses_for(self.layout)
+            else:
+                x = torch.cat([torch.as_tensor(b) for b in x])
+        x = self._check(x, where)
+        if x.dim() != 3 or x.shape[0] < 2:
+            raise ShapeError(
+                f"{type(self).__name__}.{where}: expected data with shape (N, {len(self.layout)}, 3) "
+                f"and N >= 2 poses, got {tuple(x.shape)}"
+            )
+        return x.detach()
+
+    def _check_initialized(self, where: str) -> None:
+        if not bool(self.initialized):
+            raise NotInitializedError(
+                f"{type(self).__name__}.{where}: the prior has a data-dependent initialization "
+                "(ActNorm); call .fit(x) or .initialize(x) first"
+            )
+
+    # ------------------------------------------------------------------ checkpoints
+    def get_config(self) -> dict[str, Any]:
+        """The constructor arguments (JSON-serializable) that rebuild this prior's architecture."""
+        config: dict[str, Any] = {}
+        for p in list(inspect.signature(type(self).__init__).parameters.values())[1:]:
+            if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+                continue
+            value = getattr(self, p.name)
+            if isinstance(value, JointLayout):
+                if LAYOUTS.get(value.name) != value:
+                    value = {"name": value.name, "joints": list(value.joints), "parents": list(value.parents)}
+                else:
+                    value = value.name
+            config[p.name] = value
+        return json.loads(json.dumps(config))  # fails loudly on non-JSON values
+
+    def save(self, directory: str | Path) -> Path:
+        """Writes ``config.json`` and ``model.safetensors`` to ``directory`` and returns its path."""
+        from safetensors.torch import save_file
+
+        from . import __version__
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        meta = {
+            "prior": self.name,
+            "prior_version": self.version,
+            "format": CHECKPOINT_FORMAT,
+            "poseprior_version": __version__,
+            "config": self.get_config(),
+        }
+        (directory / CONFIG_NAME).write_text(json.dumps(meta, indent=2) + "\n")
+        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+        save_file(state, str(directory / WEIGHTS_NAME), metadata={"prior": self.name, "format": str(CHECKPOINT_FORMAT)})
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path, *, map_location: str | torch.device = "cpu") -> PosePrior:
+        """Loads a prior saved by :meth:`save`, strictly; ``PosePrior.load`` dispatches on the config."""
+        from .hub import load_checkpoint
+
+        return load_checkpoint(directory, expected=cls if cls.name else None, map_location=map_location)
+
+
+def bits_per_dim(nll: Tensor | float, dim: int) -> Tensor | float:
+    r"""Bits per dimension :math:`\mathrm{NLL} / (D \ln 2)` of an NLL in nats."""
+    return nll / (dim * math.log(2.0))

@@ -1,0 +1,104 @@
+"""Checkpoints: ``config.json`` + ``model.safetensors``, loaded strictly, never unpickled.
+
+:func:`load_checkpoint` reads a local folder. :func:`from_pretrained` also accepts a Hugging Face
+hub repo id (downloaded with ``huggingface_hub``, imported lazily) and :func:`push_to_hub` uploads
+a folder in the same layout.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+
+from .errors import CheckpointError, UnknownPriorError
+
+if TYPE_CHECKING:
+    from .base import PosePrior
+
+
+def _read_config(directory: Path) -> dict:
+    from .base import CHECKPOINT_FORMAT, CONFIG_NAME, WEIGHTS_NAME
+
+    if not directory.is_dir():
+        raise CheckpointError(f"checkpoint folder {str(directory)!r} does not exist or is not a folder")
+    cfg_path, w_path = directory / CONFIG_NAME, directory / WEIGHTS_NAME
+    for path in (cfg_path, w_path):
+        if not path.is_file():
+            raise CheckpointError(
+                f"{str(directory)!r} is not a poseprior checkpoint: {path.name} is missing "
+                f"(a checkpoint is a folder with {CONFIG_NAME} and {WEIGHTS_NAME}, written by prior.save())"
+            )
+    try:
+        meta = json.loads(cfg_path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{str(cfg_path)!r} is not valid JSON ({e}); the checkpoint is corrupt") from None
+    if not isinstance(meta, dict) or not {"prior", "config", "format"} <= meta.keys():
+        raise CheckpointError(
+            f"{str(cfg_path)!r} is not a poseprior config: expected the keys 'prior', 'format' and "
+            f"'config', got {sorted(meta) if isinstance(meta, dict) else type(meta).__name__}"
+        )
+    if meta["format"] != CHECKPOINT_FORMAT:
+        raise CheckpointError(
+            f"{str(cfg_path)!r} has checkpoint format {meta['format']!r}; this poseprior reads format "
+            f"{CHECKPOINT_FORMAT}. Upgrade poseprior or re-export the checkpoint"
+        )
+    return meta
+
+
+def load_checkpoint(
+    directory: str | Path,
+    *,
+    expected: type[PosePrior] | None = None,
+    map_location: str | torch.device = "cpu",
+) -> PosePrior:
+    """Builds the prior named in ``config.json`` and loads ``model.safetensors`` strictly."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from .base import WEIGHTS_NAME
+    from .registry import prior_class
+
+    directory = Path(directory)
+    meta = _read_config(directory)
+    try:
+        cls = prior_class(meta["prior"])
+    except UnknownPriorError as e:
+        raise CheckpointError(f"{str(directory)!r}: {e}") from None
+    if expected is not None and cls is not expected:
+        raise CheckpointError(
+            f"{str(directory)!r} holds a {meta['prior']!r} prior, not a {expected.name!r} prior; "
+            f"load it with poseprior.load() or {cls.__name__}.load()"
+        )
+    if meta.get("prior_version", 1) != cls.version:
+        raise CheckpointError(
+            f"{str(directory)!r} holds a {meta['prior']!r} prior of version {meta.get('prior_version')}; "
+            f"this poseprior implements version {cls.version}"
+        )
+    try:
+        prior = cls(**meta["config"])
+    except (TypeError, ValueError, KeyError) as e:
+        raise CheckpointError(f"{str(directory)!r}: the config does not build a {cls.__name__}: {e}") from None
+    try:
+        state = load_file(str(directory / WEIGHTS_NAME), device=str(map_location))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(
+            f"{str(directory / WEIGHTS_NAME)!r} is not a readable safetensors file ({e}); "
+            "the checkpoint is corrupt or truncated"
+        ) from None
+    own = prior.state_dict()
+    missing = sorted(own.keys() - state.keys())
+    unexpected = sorted(state.keys() - own.keys())
+    wrong = sorted(k for k in own.keys() & state.keys() if own[k].shape != state[k].shape)
+    if missing or unexpected or wrong:
+        raise CheckpointError(
+            f"{str(directory)!r}: the weights do not match a {cls.__name__} built from its config "
+            f"(missing: {missing[:5]}, unexpected: {unexpected[:5]}, wrong shape: {wrong[:5]})"
+        )
+    dtypes = {v.dtype for v in state.values() if v.is_floating_point()}
+    if len(dtypes) == 1:  # keep the precision the prior was saved in
+        prior = prior.to(dtypes.pop())
+    prior.load_state_dict(state, strict=True)
+    return prior.to(map_location).eval()

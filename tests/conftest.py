@@ -1,0 +1,39 @@
+"""Shared fixtures: --dtype/--device options (float64 by default) and seeded data."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--dtype", default="float64", choices=["float32", "float64"])
+    parser.addoption("--device", default="cpu")
+
+
+@pytest.fixture
+def dtype(request: pytest.FixtureRequest) -> torch.dtype:
+    return getattr(torch, request.config.getoption("--dtype"))
+
+
+@pytest.fixture
+def device(request: pytest.FixtureRequest) -> torch.device:
+    return torch.device(request.config.getoption("--device"))
+
+
+@pytest.fixture
+def gen() -> torch.Generator:
+    return torch.Generator().manual_seed(0)
+
+
+def synthetic_poses(n: int, joints: int, generator: torch.Generator, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """Correlated axis-angle poses (N, J, 3) with a few heavy dimensions: synthetic, not real motion."""
+    d = 3 * joints
+    a = torch.randn(d, d, generator=generator, dtype=dtype) * 0.15 / d**0.5
+    z = torch.randn(n, d, generator=generator, dtype=dtype)
+    x = z @ a.T + 0.3 * torch.tanh(torch.randn(n, d, generator=generator, dtype=dtype)) + 0.1
+    return x.reshape(n, joints, 3)
