@@ -57,6 +57,10 @@ class PosePrior(nn.Module, abc.ABC):
     has_rsample: ClassVar[bool] = False
     has_exact_log_prob: ClassVar[bool] = True
     requires_initialization: ClassVar[bool] = False
+    iterative_fit: ClassVar[bool] = True
+    default_layout: ClassVar[str] = "body"
+    """The layout the command line uses for this prior unless told otherwise."""
+    """True if ``fit`` trains by gradient descent (takes ``epochs``, ``val``, ...); False if closed form."""
 
     def __init__(
         self,

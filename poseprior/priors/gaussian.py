@@ -43,6 +43,8 @@ class GaussianPrior(PosePrior):
         torch.Size([2, 21, 3])
     """
 
+    iterative_fit = False
+
     def __init__(
         self,
         layout: str | JointLayout = "body",

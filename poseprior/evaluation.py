@@ -1,0 +1,167 @@
+r"""Fit-and-score protocols shared by the ``poseprior`` command, the benchmarks and the docs.
+
+Every number is measured on real data given by the caller: priors are fitted on a training set,
+early stopping (for priors trained by gradient descent) uses a file-level hold-out *of the
+training files*, and NLL / bits-per-dimension are reported on a separate validation set.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+
+from . import metrics
+from .amass import PoseData
+from .base import PosePrior
+from .registry import create
+
+log = logging.getLogger("poseprior")
+
+QUICK_EPOCHS = 2
+"""Epochs used by ``quick`` runs (smoke tests): the numbers are then not representative."""
+
+
+@dataclass
+class Result:
+    """One row of a results table."""
+
+    prior: str
+    layout: str
+    dim: int
+    exact: bool
+    parameters: int
+    fit_seconds: float
+    train_nll: float
+    val_nll: float
+    val_bpd: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def hold_out_files(data: PoseData, every: int = 8) -> tuple[PoseData, PoseData]:
+    """Splits ``data`` by file: every ``every``-th file goes to the hold-out part (for early stopping)."""
+    names = [p.rsplit("/", 1)[-1] for p in data.files]
+    held = names[every - 1 :: every]
+    if not held or len(held) == len(names):
+        return data, data
+    kept = [n for n in names if n not in set(held)]
+    return data.select_files(kept), data.select_files(held)
+
+
+def skip_reason(name: str, layout: str, data: PoseData) -> str | None:
+    """Why prior ``name`` cannot be evaluated on ``data`` with ``layout`` (``None`` if it can)."""
+    try:
+        x = data.poses_for(layout)
+    except Exception as e:  # noqa: BLE001  (the reason is reported, not swallowed)
+        return str(e)
+    if bool((x.std(0) <= 1e-6).all()):
+        return f"every value of the {layout!r} joints is constant in this data (e.g. no finger motion)"
+    return None
+
+
+def fit_prior(
+    name: str,
+    train: PoseData,
+    *,
+    layout: str = "body",
+    quick: bool = False,
+    generator: torch.Generator | None = None,
+    prior_kwargs: dict[str, Any] | None = None,
+    progress: bool = False,
+) -> tuple[PosePrior, float]:
+    """Creates prior ``name`` with its defaults and fits it; returns it and the fit time in seconds."""
+    prior = create(name, layout=layout, **(prior_kwargs or {}))
+    options: dict[str, Any] = {}
+    if prior.iterative_fit:
+        fit_part, stop_part = hold_out_files(train)
+        x = fit_part.poses_for(layout)
+        options = {"val": stop_part.poses_for(layout), "generator": generator, "progress": progress}
+        if quick:
+            options["epochs"] = QUICK_EPOCHS
+    else:
+        x = train.poses_for(layout)
+    start = time.perf_counter()
+    prior.fit(x, **options)
+    return prior.eval(), time.perf_counter() - start
+
+
+def label(name: str, kwargs: dict[str, Any] | None = None) -> str:
+    """A row label: the prior's name with its non-default arguments, e.g. ``gaussian(covariance=diagonal)``."""
+    if not kwargs:
+        return name
+    return name + "(" + ", ".join(f"{k}={v}" for k, v in sorted(kwargs.items())) + ")"
+
+
+def evaluate(
+    specs: Sequence[str | tuple[str, dict[str, Any]]],
+    train: PoseData,
+    val: PoseData,
+    *,
+    layout: str = "body",
+    quick: bool = False,
+    generator: torch.Generator | None = None,
+    progress: bool = False,
+) -> tuple[list[Result], dict[str, PosePrior]]:
+    """Fits every prior (a name, or a name and constructor arguments) on ``train``, scores it on ``val``.
+
+    Returns the rows and the fitted priors, keyed by :func:`label`.
+    """
+    rows, priors = [], {}
+    xt, xv = train.poses_for(layout), val.poses_for(layout)
+    for spec in specs:
+        name, kwargs = (spec, {}) if isinstance(spec, str) else spec
+        prior, seconds = fit_prior(
+            name, train, layout=layout, quick=quick, generator=generator, prior_kwargs=kwargs, progress=progress
+        )
+        val_nll = metrics.nll(prior, xv)
+        rows.append(
+            Result(
+                prior=label(name, kwargs),
+                layout=layout,
+                dim=prior.dim,
+                exact=prior.has_exact_log_prob,
+                parameters=sum(p.numel() for p in prior.parameters()),
+                fit_seconds=seconds,
+                train_nll=metrics.nll(prior, xt),
+                val_nll=val_nll,
+                val_bpd=val_nll / (prior.dim * math.log(2)),
+            )
+        )
+        priors[label(name, kwargs)] = prior
+        log.info("%s: val NLL %.2f", label(name, kwargs), val_nll)
+    return rows, priors
+
+
+def markdown_table(rows: Sequence[Result], extra_columns: Sequence[str] = ()) -> str:
+    """Renders results as a markdown table (NLL in nats per pose; ``~`` marks an estimate)."""
+    head = ["prior", "layout", "D", "log_prob", "params", "fit s", "train NLL", "val NLL", "val BPD", *extra_columns]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [
+            r.prior,
+            r.layout,
+            str(r.dim),
+            "exact" if r.exact else "estimate",
+            f"{r.parameters:,}",
+            f"{r.fit_seconds:.1f}",
+            f"{r.train_nll:.2f}",
+            f"{r.val_nll:.2f}",
+            f"{r.val_bpd:.3f}",
+            *(_fmt(r.extra.get(c)) for c in extra_columns),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "-"
+    return f"{v:.2f}" if isinstance(v, float) else str(v)
