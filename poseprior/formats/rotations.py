@@ -42,6 +42,8 @@ from typing import Final, Literal
 import torch
 from torch import Tensor
 
+from ..errors import ShapeError, ValueCheckError
+
 __all__ = [
     "REPRESENTATIONS",
     "Rotation",
@@ -490,9 +492,7 @@ _DIRECT: Final[dict[tuple[str, str], Callable[[Tensor], Tensor]]] = {
 def _check_name(name: object, role: str) -> None:
     if not isinstance(name, str) or name not in REPRESENTATIONS:
         valid = ", ".join(repr(n) for n in REPRESENTATIONS)
-        raise ValueError(
-            f"unknown rotation representation {role}={name!r}; valid names are {valid}"
-        )
+        raise ValueError(f"unknown rotation representation {role}={name!r}; valid names are {valid}")
 
 
 def _check_shape(x: Tensor, src: str) -> None:
@@ -506,21 +506,16 @@ def _check_shape(x: Tensor, src: str) -> None:
         return
     ndim = len(expected)
     hint = ""
-    for other, other_shape in REPRESENTATIONS.items():  # "matrix" is tried first
+    for other in ("matrix", "quaternion", "rot6d", "axis_angle"):  # (3, 3) before (3,)
+        other_shape = REPRESENTATIONS[other]
         if other != src and shape[-len(other_shape) :] == other_shape:
             ndim = max(ndim, len(other_shape))
             hint = f"; did you pass {_DESCRIPTIONS[other]}? use src={other!r}"
             break
     if looks_like_matrix:
-        hint += (
-            " (for a batch of exactly 3 axis-angle vectors, call the"
-            " axis_angle_to_* functions directly)"
-        )
+        hint += " (for a batch of exactly 3 axis-angle vectors, call the axis_angle_to_* functions directly)"
     got = shape[-ndim:]
-    raise ValueError(
-        f"expected trailing shape {expected} for {src!r}, got {got}{hint}"
-        f" (input shape {shape})"
-    )
+    raise ShapeError(f"expected trailing shape {expected} for {src!r}, got {got}{hint} (input shape {shape})")
 
 
 def convert(x: Tensor, src: Rotation, dst: Rotation) -> Tensor:
@@ -545,18 +540,22 @@ def convert(x: Tensor, src: Rotation, dst: Rotation) -> Tensor:
         ``REPRESENTATIONS[dst]``.
 
     Raises:
-        ValueError: If ``src`` or ``dst`` is not a known representation, or if
-            the trailing shape of ``x`` does not match ``src``. Because a
-            :math:`(*, 3, 3)` tensor is almost always a batch of matrices,
-            it is rejected for ``src="axis_angle"``.
-        TypeError: If ``x`` is not a floating-point tensor.
+        ValueError: If ``src`` or ``dst`` is not a known representation.
+        poseprior.ShapeError: (a ``ValueError``) If the trailing shape of
+            ``x`` does not match ``src``. Because a :math:`(*, 3, 3)` tensor
+            is almost always a batch of matrices, it is rejected for
+            ``src="axis_angle"``; call the ``axis_angle_to_*`` functions
+            directly for a batch whose last batch dimension is 3.
+        poseprior.ValueCheckError: (a ``ValueError``) If ``x`` is not
+            floating-point.
+        TypeError: If ``x`` is not a tensor.
     """
     _check_name(src, "src")
     _check_name(dst, "dst")
     if not isinstance(x, Tensor):
         raise TypeError(f"expected a torch.Tensor, got {type(x).__name__}")
     if not x.is_floating_point():
-        raise TypeError(f"expected a floating-point tensor, got dtype {x.dtype}")
+        raise ValueCheckError(f"expected a floating-point tensor, got dtype {x.dtype}; use x.float()")
     _check_shape(x, src)
     if src == dst:
         return x
