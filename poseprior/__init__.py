@@ -27,6 +27,20 @@ def load(directory: str | Path, *, map_location: str = "cpu") -> PosePrior:
     return load_checkpoint(directory, map_location=map_location)
 
 
+def load_pretrained(name: str, *, map_location: str = "cpu") -> PosePrior:
+    """Loads a pretrained checkpoint shipped with poseprior, e.g. ``"global_flow.cmu"``."""
+    from .hub import load_pretrained as _load
+
+    return _load(name, map_location=map_location)
+
+
+def list_pretrained(pattern: str = "*") -> list[str]:
+    """The names of the shipped pretrained checkpoints (``arch.tag``) matching ``pattern``."""
+    from .hub import list_pretrained as _list
+
+    return _list(pattern)
+
+
 __all__ = [
     "CheckpointError",
     "DataError",
@@ -41,6 +55,8 @@ __all__ = [
     "create",
     "get_layout",
     "list_layouts",
+    "list_pretrained",
+    "load_pretrained",
     "list_priors",
     "load",
     "prior_class",

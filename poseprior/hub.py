@@ -102,3 +102,106 @@ def load_checkpoint(
         prior = prior.to(dtypes.pop())
     prior.load_state_dict(state, strict=True)
     return prior.to(map_location).eval()
+
+
+# ---------------------------------------------------------------------------- pretrained + hub
+def _pretrained_roots() -> list[Path]:
+    """Where pretrained folders live: ``poseprior/checkpoints`` when installed, ``checkpoints/`` in a checkout."""
+    here = Path(__file__).resolve().parent
+    return [p for p in (here / "checkpoints", here.parent / "checkpoints") if p.is_dir()]
+
+
+def _pretrained_folders() -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for root in _pretrained_roots():
+        for d in sorted(root.iterdir()):
+            if d.is_dir() and "." in d.name and (d / "config.json").is_file():
+                found.setdefault(d.name, d)
+    return found
+
+
+def list_pretrained(pattern: str = "*") -> list[str]:
+    """Names (``arch.tag``, e.g. ``"global_flow.cmu"``) of the pretrained checkpoints shipped with poseprior."""
+    import fnmatch
+
+    return sorted(n for n in _pretrained_folders() if fnmatch.fnmatch(n, pattern))
+
+
+def load_pretrained(name: str, *, map_location: str | torch.device = "cpu") -> PosePrior:
+    """Loads a shipped pretrained checkpoint by name (see :func:`list_pretrained`)."""
+    import difflib
+
+    folders = _pretrained_folders()
+    if name not in folders:
+        close = difflib.get_close_matches(name, folders, n=3, cutoff=0.4)
+        hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+        raise UnknownPriorError(
+            f"no pretrained checkpoint {name!r}; available: {', '.join(sorted(folders)) or 'none'}.{hint}"
+        )
+    return load_checkpoint(folders[name], map_location=map_location)
+
+
+def from_pretrained(
+    repo_id_or_dir: str | Path,
+    *,
+    revision: str | None = None,
+    expected: type[PosePrior] | None = None,
+    map_location: str | torch.device = "cpu",
+    cache_dir: str | Path | None = None,
+) -> PosePrior:
+    """Loads a checkpoint from a local folder, or from a Hugging Face hub repo at ``revision``.
+
+    Only ``config.json`` and ``model.safetensors`` are downloaded; nothing is unpickled or executed.
+    A pinned ``revision`` (a commit hash) makes the result reproducible.
+    """
+    path = Path(repo_id_or_dir)
+    if path.is_dir():
+        return load_checkpoint(path, expected=expected, map_location=map_location)
+    if path.exists() or str(repo_id_or_dir).startswith((".", "/")) or str(repo_id_or_dir).count("/") != 1:
+        raise CheckpointError(
+            f"{str(repo_id_or_dir)!r} is neither a checkpoint folder nor a hub repo id of the form 'owner/name'"
+        )
+    from huggingface_hub import snapshot_download
+
+    from .base import CONFIG_NAME, WEIGHTS_NAME
+
+    try:
+        local = snapshot_download(
+            str(repo_id_or_dir),
+            revision=revision,
+            allow_patterns=[CONFIG_NAME, WEIGHTS_NAME],
+            cache_dir=None if cache_dir is None else str(cache_dir),
+        )
+    except Exception as e:  # noqa: BLE001  (offline, unknown repo, auth: all reported the same way)
+        raise CheckpointError(
+            f"could not fetch {str(repo_id_or_dir)!r} (revision {revision!r}) from the Hugging Face hub: "
+            f"{type(e).__name__}: {e}"
+        ) from e
+    return load_checkpoint(local, expected=expected, map_location=map_location)
+
+
+def push_to_hub(
+    prior: PosePrior,
+    repo_id: str,
+    *,
+    commit_message: str = "Upload poseprior checkpoint",
+    private: bool = False,
+    token: str | None = None,
+    model_card: str | None = None,
+) -> str:
+    """Saves ``prior`` (config.json + model.safetensors, plus an optional README model card) to a hub repo.
+
+    Returns the URL of the commit.
+    """
+    import tempfile
+
+    from huggingface_hub import HfApi
+
+    api = HfApi(token=token)
+    with tempfile.TemporaryDirectory() as tmp:
+        prior.save(tmp)
+        if model_card is not None:
+            (Path(tmp) / "README.md").write_text(model_card)
+        api.create_repo(repo_id, private=private, exist_ok=True)
+        info = api.upload_folder(folder_path=tmp, repo_id=repo_id, commit_message=commit_message)
+    return str(getattr(info, "commit_url", info))
