@@ -55,3 +55,75 @@ def sample_statistics(samples: Tensor, data: Tensor) -> dict[str, Tensor]:
     out["mean_abs_err"] = (out["sample_mean"] - out["data_mean"]).abs().mean()
     out["std_abs_err"] = (out["sample_std"] - out["data_std"]).abs().mean()
     return out
+
+
+# ---------------------------------------------------------------------------- sample quality
+def _body_joints(poses: Tensor) -> Tensor:
+    from .kinematics import forward_kinematics
+
+    return forward_kinematics(poses)
+
+
+@torch.no_grad()
+def apd(samples: Tensor) -> float:
+    r"""Average pairwise distance of samples, in cm: the mean over all pairs of the mean per-joint
+    Euclidean distance between the 22 body joints (built-in skeleton, root at the origin).
+
+    Arguments:
+        samples: Body poses (layout ``"body"``) with shape :math:`(N, 21, 3)`, :math:`N \ge 2`.
+    """
+    j = _body_joints(samples.double())  # (N, 22, 3)
+    n = j.shape[0]
+    d = (j.unsqueeze(0) - j.unsqueeze(1)).norm(dim=-1).mean(-1)  # (N, N)
+    return float(d.sum() / (n * (n - 1))) * 100.0
+
+
+def frechet_distance(a: Tensor, b: Tensor) -> float:
+    r"""Fréchet distance between Gaussians fitted to two sets of vectors (FID formula).
+
+    Arguments:
+        a: Vectors with shape :math:`(N, *)`, flattened to :math:`(N, D)`.
+        b: Vectors with shape :math:`(M, *)`.
+    """
+    import numpy as np
+    from scipy import linalg
+
+    x = a.reshape(a.shape[0], -1).double().cpu().numpy()
+    y = b.reshape(b.shape[0], -1).double().cpu().numpy()
+    mu1, mu2 = x.mean(0), y.mean(0)
+    s1, s2 = np.cov(x, rowvar=False), np.cov(y, rowvar=False)
+    covmean = linalg.sqrtm(s1 @ s2)
+    covmean = covmean.real if np.iscomplexobj(covmean) else covmean
+    return float(((mu1 - mu2) ** 2).sum() + np.trace(s1 + s2 - 2 * covmean))
+
+
+def _kth_nn_radius(x: Tensor, k: int) -> Tensor:
+    d = torch.cdist(x, x)
+    return d.kthvalue(k + 1, dim=1).values  # +1: the point itself is at distance 0
+
+
+@torch.no_grad()
+def precision_recall(samples: Tensor, data: Tensor, k: int = 3) -> tuple[float, float]:
+    r"""Improved precision and recall (Kynkäänniemi et al., 2019) with :math:`k`-NN balls.
+
+    Precision is the fraction of samples inside the union of the data's :math:`k`-NN balls;
+    recall the fraction of data inside the samples' balls. Both sets are flattened axis-angle
+    vectors with shapes :math:`(N, *)` and :math:`(M, *)`.
+    """
+    s = samples.reshape(samples.shape[0], -1).double()
+    d = data.reshape(data.shape[0], -1).double()
+    rs, rd = _kth_nn_radius(s, k), _kth_nn_radius(d, k)
+    dist = torch.cdist(s, d)  # (N, M)
+    precision = (dist <= rd.unsqueeze(0)).any(1).double().mean()
+    recall = (dist.T <= rs.unsqueeze(0)).any(1).double().mean()
+    return float(precision), float(recall)
+
+
+@torch.no_grad()
+def nearest_distance(samples: Tensor, train: Tensor, batch_size: int = 1024) -> float:
+    r"""Mean Euclidean distance (radians, flattened axis-angle) from each sample to its nearest
+    training pose: small values mean samples copy the training set, large ones implausible poses."""
+    s = samples.reshape(samples.shape[0], -1).double()
+    t = train.reshape(train.shape[0], -1).double()
+    mins = [torch.cdist(s[i : i + batch_size], t, compute_mode="donot_use_mm_for_euclid_dist").min(1).values for i in range(0, s.shape[0], batch_size)]
+    return float(torch.cat(mins).mean())

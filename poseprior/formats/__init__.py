@@ -1,0 +1,36 @@
+"""Joint layouts, rotation representations and the adapters between pose formats."""
+
+from .adapters import (
+    flatten,
+    hand_flat_to_relative,
+    hand_relative_to_flat,
+    joint_mask,
+    mirror_hand,
+    smplh_to_smplx,
+    smplx53_to_smplx,
+    smplx_to_smplh,
+    smplx_to_smplx53,
+    to_layout,
+    to_prior,
+    unflatten,
+)
+from .layouts import LAYOUTS, JointLayout, get_layout, list_layouts
+
+__all__ = [
+    "LAYOUTS",
+    "JointLayout",
+    "flatten",
+    "get_layout",
+    "hand_flat_to_relative",
+    "hand_relative_to_flat",
+    "joint_mask",
+    "list_layouts",
+    "mirror_hand",
+    "smplh_to_smplx",
+    "smplx53_to_smplx",
+    "smplx_to_smplh",
+    "smplx_to_smplx53",
+    "to_layout",
+    "to_prior",
+    "unflatten",
+]
