@@ -59,7 +59,7 @@ def fit_adam(
             torch.nn.utils.clip_grad_norm_(params, 10.0)
             opt.step()
             sched.step()
-            total += float(loss) * batch.shape[0]
+            total += float(loss.detach()) * batch.shape[0]
         record = {"epoch": epoch, "train_loss": total / n}
         prior.eval()
         if val is not None:

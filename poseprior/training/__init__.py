@@ -1,0 +1,48 @@
+r"""Training with PyTorch Lightning: :class:`PriorModule`, :class:`PoseDataModule` and :func:`train`.
+
+This subpackage is the only part of poseprior that imports Lightning, and ``import poseprior``
+never imports it. A prior trained here optimizes the same ``prior.training_loss`` as
+``prior.fit``; the result is exported with ``prior.save`` (``config.json`` + ``model.safetensors``).
+
+Example:
+    >>> import poseprior
+    >>> from poseprior.data import sample_path
+    >>> from poseprior.training import PoseDataModule, train
+    >>> prior = poseprior.create("gaussian")                                  # doctest: +SKIP
+    >>> result = train(prior, PoseDataModule(sample_path(), prior.layout), max_epochs=2)  # doctest: +SKIP
+    >>> poseprior.load(result.final)                                         # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+try:
+    import pytorch_lightning  # noqa: F401
+except ImportError as e:  # pragma: no cover - depends on the environment
+    raise ImportError(
+        "poseprior.training needs PyTorch Lightning, which is not installed: pip install pytorch-lightning"
+    ) from e
+
+from .data import PoseDataModule, PoseTensorDataset
+from .module import (
+    PriorModule,
+    StopAfterEpochs,
+    TrainResult,
+    build_trainer,
+    checkpoint_config,
+    export_checkpoint,
+    prior_from_checkpoint,
+    train,
+)
+
+__all__ = [
+    "PoseDataModule",
+    "PoseTensorDataset",
+    "PriorModule",
+    "StopAfterEpochs",
+    "TrainResult",
+    "build_trainer",
+    "checkpoint_config",
+    "export_checkpoint",
+    "prior_from_checkpoint",
+    "train",
+]
