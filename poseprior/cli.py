@@ -607,6 +607,31 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------------- bench
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from . import bench, list_priors
+    from .amass import load_folder, load_split
+
+    folder = _data_folder(args.data)
+    train, val = load_split(folder, "train"), load_split(folder, "val")
+    names = args.priors or [n for n in list_priors() if prior_class_default_layout(n) == args.layout]
+    specs = bench.default_specs(names)
+    all_data = load_folder(folder, files=[*(Path(f).name for f in train.files), *(Path(f).name for f in val.files)]) if args.loao else None
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    rows = bench.run(specs, train, val, args.out, layout=args.layout, all_data=all_data, quick=args.quick,
+                     seed=args.seed, progress=args.progress)
+    print(bench.render(rows, quick=args.quick))
+    print(f"wrote bench.md, bench.json, nll.png and speed.png to {args.out}")
+    return 0
+
+
+def prior_class_default_layout(name: str) -> str:
+    from . import prior_class
+
+    return prior_class(name).default_layout
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="poseprior", description=__doc__.split("\n\n")[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
@@ -766,6 +791,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint", help="a .ckpt written by poseprior train")
     p.add_argument("--out", required=True, help="folder to write")
     p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser(
+        "bench", help="density, sample-quality and speed benchmark of the priors (markdown, JSON, PNG plots)"
+    )
+    p.add_argument("--data", help="folder with a splits.json (default: the bundled CMU sample)")
+    p.add_argument("--out", default="results/bench", help="output folder")
+    p.add_argument("--priors", nargs="*", help="priors to run (default: every prior whose default layout is --layout)")
+    p.add_argument("--layout", default="body")
+    p.add_argument("--loao", action=argparse.BooleanOptionalAction, default=True,
+                   help="also run the leave-one-action-out protocol (one fit per action and prior)")
+    p.add_argument("--threads", type=int, default=2, help="torch threads for the speed measurements")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quick", action="store_true", help="very short training (smoke test; numbers not representative)")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=sys.stderr.isatty())
+    p.set_defaults(func=_cmd_bench)
     return parser
 
 

@@ -1,5 +1,8 @@
 """The registered priors. Importing this package fills the registry, one explicit import each."""
 
 from .gaussian import GaussianPrior
+from .global_flow import GlobalFlowPrior
+from .hand_vae import HandVAEPrior
+from .joint_flow import JointFlowPrior
 
-__all__ = ["GaussianPrior"]
+__all__ = ["GaussianPrior", "GlobalFlowPrior", "HandVAEPrior", "JointFlowPrior"]
