@@ -85,16 +85,16 @@ def frechet_distance(a: Tensor, b: Tensor) -> float:
         a: Vectors with shape :math:`(N, *)`, flattened to :math:`(N, D)`.
         b: Vectors with shape :math:`(M, *)`.
     """
-    import numpy as np
-    from scipy import linalg
-
-    x = a.reshape(a.shape[0], -1).double().cpu().numpy()
-    y = b.reshape(b.shape[0], -1).double().cpu().numpy()
+    x = a.reshape(a.shape[0], -1).double()
+    y = b.reshape(b.shape[0], -1).double()
     mu1, mu2 = x.mean(0), y.mean(0)
-    s1, s2 = np.cov(x, rowvar=False), np.cov(y, rowvar=False)
-    covmean = linalg.sqrtm(s1 @ s2)
-    covmean = covmean.real if np.iscomplexobj(covmean) else covmean
-    return float(((mu1 - mu2) ** 2).sum() + np.trace(s1 + s2 - 2 * covmean))
+    s1, s2 = torch.cov(x.T), torch.cov(y.T)
+    # tr sqrt(S1 S2) = tr sqrt(S1^1/2 S2 S1^1/2), a symmetric PSD matrix: eigenvalues instead of
+    # sqrtm, so the constant values (singular covariances) of pose data need no special case.
+    e, v = torch.linalg.eigh(s1)
+    root = (v * e.clamp_min(0).sqrt()) @ v.T
+    trace_sqrt = torch.linalg.eigvalsh(root @ s2 @ root).clamp_min(0).sqrt().sum()
+    return float((mu1 - mu2).pow(2).sum() + s1.trace() + s2.trace() - 2 * trace_sqrt)
 
 
 def _kth_nn_radius(x: Tensor, k: int) -> Tensor:
