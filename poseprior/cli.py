@@ -128,11 +128,23 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         slug = key.replace("(", "-").replace(")", "").replace("=", "-").replace(", ", "_")
         prior.save(out / "checkpoints" / slug)
         _write_samples(out / f"samples_{slug}.npz", prior.sample(args.num_samples, generator=gen), layout)
+        if args.loao:
+            from .amass import load_folder
+            from .evaluation import leave_one_group_out
+
+            names_all = [Path(f).name for f in (*train.files, *val.files)]
+            every = load_folder(folder, files=names_all)
+            print(f"leave-one-action-out for {key} ...", flush=True)
+            res = leave_one_group_out([(name, kwargs)], every, layout=layout, quick=args.quick, generator=gen)
+            r[0].extra["loao_mean"] = res[key]["mean"]
     print()
     if args.quick:
         print("(quick run: iterative priors trained for only a few epochs; numbers are not representative)")
-    print("NLL in nats per pose on the validation split; BPD = NLL / (D ln 2); D = modelled values.\n")
-    print(markdown_table(rows))
+    print("NLL in nats per pose on the validation split; BPD = NLL / (D ln 2); D = modelled values.")
+    if args.loao:
+        print("loao_mean: mean NLL over leave-one-action-out folds (fit on all other actions, score the held-out one).")
+    print()
+    print(markdown_table(rows, ("loao_mean",) if args.loao else ()))
     (out / "results.json").write_text(json.dumps([r.as_dict() for r in rows], indent=2) + "\n")
     print(f"\nwrote {out / 'results.json'}, samples_<prior>.npz and checkpoints/<prior>/ to {out}")
     return 0
@@ -653,6 +665,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--priors", nargs="*", help="priors to run (default: all registered)")
     p.add_argument("--layout", help="joint layout for every prior (default: each prior's default)")
     p.add_argument("--num-samples", type=int, default=500)
+    p.add_argument(
+        "--loao",
+        action="store_true",
+        help="also report the leave-one-action-out mean NLL (one extra fit per action and prior)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--quick", action="store_true", help="very short training (smoke test; numbers not representative)"
