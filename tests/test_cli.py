@@ -175,9 +175,9 @@ def test_errors(data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
         r"checkpoint .*absent.* does not exist",
     )
     assert_error(
-        ["sample", "gaussian", "--out", tmp_path / "s.npz"],
+        ["sample", "hand_vae", "--out", tmp_path / "s.npz"],
         capsys,
-        r"prior 'gaussian' has no pretrained checkpoint",
+        r"prior 'hand_vae' has no pretrained checkpoint",
     )
     hand = tmp_path / "hand"
     x = 0.1 * torch.randn(50, 15, 3, generator=torch.Generator().manual_seed(0))

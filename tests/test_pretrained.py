@@ -32,3 +32,13 @@ def test_pretrained_reproduces_its_model_card(name: str) -> None:
     val = load_split(sample_path(), "val").poses_for(prior.layout)
     with torch.no_grad():
         assert metrics.nll(prior, val) == pytest.approx(expected, abs=2e-3)
+
+
+def test_command_line_resolves_a_prior_name_to_its_pretrained_checkpoint(tmp_path, capsys) -> None:
+    import numpy as np
+
+    from poseprior.cli import main
+
+    assert main(["sample", "gaussian", "-n", "4", "--out", str(tmp_path / "s.npz")]) == 0
+    assert np.load(tmp_path / "s.npz")["samples"].shape == (4, 21, 3)
+    assert "gaussian" in capsys.readouterr().out
