@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -22,14 +21,7 @@ from poseprior.kinematics import SKELETON_JOINTS, forward_kinematics, rest_joint
 LEFT_LEG = ("left_hip", "left_knee", "left_ankle", "left_foot")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    # Fitting runs many small, latency-bound ops; on a shared 2-core machine intra-op threads
-    # only add contention. Restored after each test.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

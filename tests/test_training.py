@@ -42,14 +42,7 @@ pytestmark = pytest.mark.filterwarnings(
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> object:
-    """Tiny models: on a busy machine, hand-offs between intra-op threads cost more than the work itself
-    (measured 10x slower with 2 threads on a loaded 2-core machine). Restored after each test."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = [pytestmark, pytest.mark.usefixtures("one_thread")]
 
 
 @pytest.fixture(scope="module")
