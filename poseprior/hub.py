@@ -48,6 +48,52 @@ def _read_config(directory: Path) -> dict:
     return meta
 
 
+def build_prior(
+    meta: dict,
+    state: dict[str, torch.Tensor],
+    source: str,
+    *,
+    expected: type[PosePrior] | None = None,
+    map_location: str | torch.device = "cpu",
+) -> PosePrior:
+    """Builds the prior a checkpoint record names (``meta``: prior, prior_version, config) and loads
+    ``state`` into it strictly, in the saved precision; errors name ``source``."""
+    from .registry import prior_class
+
+    try:
+        cls = prior_class(meta["prior"])
+    except UnknownPriorError as e:
+        raise CheckpointError(f"{source!r}: {e}") from None
+    if expected is not None and cls is not expected:
+        raise CheckpointError(
+            f"{source!r} holds a {meta['prior']!r} prior, not a {expected.name!r} prior; "
+            f"load it with poseprior.load() or {cls.__name__}.load()"
+        )
+    if meta.get("prior_version", 1) != cls.version:
+        raise CheckpointError(
+            f"{source!r} holds a {meta['prior']!r} prior of version {meta.get('prior_version')}; "
+            f"this poseprior implements version {cls.version}"
+        )
+    try:
+        prior = cls(**meta["config"])
+    except (TypeError, ValueError, KeyError) as e:
+        raise CheckpointError(f"{source!r}: the config does not build a {cls.__name__}: {e}") from None
+    own = prior.state_dict()
+    missing = sorted(own.keys() - state.keys())
+    unexpected = sorted(state.keys() - own.keys())
+    wrong = sorted(k for k in own.keys() & state.keys() if own[k].shape != state[k].shape)
+    if missing or unexpected or wrong:
+        raise CheckpointError(
+            f"{source!r}: the weights do not match a {cls.__name__} built from its config "
+            f"(missing: {missing[:5]}, unexpected: {unexpected[:5]}, wrong shape: {wrong[:5]})"
+        )
+    dtypes = {v.dtype for v in state.values() if v.is_floating_point()}
+    if len(dtypes) == 1:  # keep the precision the prior was saved in
+        prior = prior.to(dtypes.pop())
+    prior.load_state_dict(state, strict=True)
+    return prior.to(map_location).eval()
+
+
 def load_checkpoint(
     directory: str | Path,
     *,
@@ -59,28 +105,9 @@ def load_checkpoint(
     from safetensors.torch import load_file
 
     from .base import WEIGHTS_NAME
-    from .registry import prior_class
 
     directory = Path(directory)
     meta = _read_config(directory)
-    try:
-        cls = prior_class(meta["prior"])
-    except UnknownPriorError as e:
-        raise CheckpointError(f"{str(directory)!r}: {e}") from None
-    if expected is not None and cls is not expected:
-        raise CheckpointError(
-            f"{str(directory)!r} holds a {meta['prior']!r} prior, not a {expected.name!r} prior; "
-            f"load it with poseprior.load() or {cls.__name__}.load()"
-        )
-    if meta.get("prior_version", 1) != cls.version:
-        raise CheckpointError(
-            f"{str(directory)!r} holds a {meta['prior']!r} prior of version {meta.get('prior_version')}; "
-            f"this poseprior implements version {cls.version}"
-        )
-    try:
-        prior = cls(**meta["config"])
-    except (TypeError, ValueError, KeyError) as e:
-        raise CheckpointError(f"{str(directory)!r}: the config does not build a {cls.__name__}: {e}") from None
     try:
         state = load_file(str(directory / WEIGHTS_NAME), device=str(map_location))
     except (SafetensorError, OSError, ValueError) as e:
@@ -88,20 +115,7 @@ def load_checkpoint(
             f"{str(directory / WEIGHTS_NAME)!r} is not a readable safetensors file ({e}); "
             "the checkpoint is corrupt or truncated"
         ) from None
-    own = prior.state_dict()
-    missing = sorted(own.keys() - state.keys())
-    unexpected = sorted(state.keys() - own.keys())
-    wrong = sorted(k for k in own.keys() & state.keys() if own[k].shape != state[k].shape)
-    if missing or unexpected or wrong:
-        raise CheckpointError(
-            f"{str(directory)!r}: the weights do not match a {cls.__name__} built from its config "
-            f"(missing: {missing[:5]}, unexpected: {unexpected[:5]}, wrong shape: {wrong[:5]})"
-        )
-    dtypes = {v.dtype for v in state.values() if v.is_floating_point()}
-    if len(dtypes) == 1:  # keep the precision the prior was saved in
-        prior = prior.to(dtypes.pop())
-    prior.load_state_dict(state, strict=True)
-    return prior.to(map_location).eval()
+    return build_prior(meta, state, str(directory), expected=expected, map_location=map_location)
 
 
 # ---------------------------------------------------------------------------- pretrained + hub

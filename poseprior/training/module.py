@@ -43,7 +43,7 @@ from torch import Tensor
 
 from .. import metrics
 from ..base import CHECKPOINT_FORMAT, PosePrior
-from ..errors import CheckpointError, NotInitializedError, UnknownPriorError
+from ..errors import CheckpointError, NotInitializedError
 from .data import PoseDataModule
 
 __all__ = [
@@ -347,37 +347,11 @@ def prior_from_checkpoint(path: str | Path, *, map_location: str | torch.device 
     The prior is built from the config recorded in the checkpoint and its weights are loaded
     strictly, in eval mode. Use :func:`export_checkpoint` to turn it into a shareable folder.
     """
-    from ..registry import prior_class
+    from ..hub import build_prior
 
     ckpt = _read_lightning_checkpoint(path)
-    meta = ckpt[CHECKPOINT_KEY]
-    try:
-        cls = prior_class(meta["prior"])
-    except UnknownPriorError as e:
-        raise CheckpointError(f"{str(path)!r}: {e}") from None
-    if meta.get("prior_version", 1) != cls.version:
-        raise CheckpointError(
-            f"{str(path)!r} holds a {meta['prior']!r} prior of version {meta.get('prior_version')}; "
-            f"this poseprior implements version {cls.version}"
-        )
-    try:
-        prior = cls(**meta["config"])
-    except (TypeError, ValueError, KeyError) as e:
-        raise CheckpointError(
-            f"{str(path)!r}: the recorded config does not build a {cls.__name__}: {e}"
-        ) from None
     state = {k[len("prior.") :]: v for k, v in ckpt["state_dict"].items() if k.startswith("prior.")}
-    dtypes = {v.dtype for v in state.values() if v.is_floating_point()}
-    if len(dtypes) == 1:
-        prior = prior.to(dtypes.pop())
-    try:
-        prior.load_state_dict(state, strict=True)
-    except RuntimeError as e:
-        raise CheckpointError(
-            f"{str(path)!r}: the weights do not match a {cls.__name__} built from the recorded config: "
-            f"{str(e)[:300]}"
-        ) from None
-    return prior.to(map_location).eval()
+    return build_prior(ckpt[CHECKPOINT_KEY], state, str(path), map_location=map_location)
 
 
 def export_checkpoint(path: str | Path, directory: str | Path) -> Path:
