@@ -277,6 +277,16 @@ def _first_bad(mask: np.ndarray, k: int = 5) -> str:
     return ", ".join(str(i) for i in idx[:k]) + (" ..." if len(idx) > k else "")
 
 
+def _check_finite(values: np.ndarray, key: str, path: Path) -> None:
+    """Raises DataError naming the frames of ``values`` (N, C) that hold NaN or inf."""
+    bad = ~np.isfinite(values).all(axis=1)
+    if bad.any():
+        raise DataError(
+            f"{path}: {int(bad.sum())} of {len(values)} frames hold NaN or inf in {key!r} (first frame "
+            f"indices: {_first_bad(bad)}); repair or remove those frames"
+        )
+
+
 def _stride_for(source: float, target: float, path: Path) -> int:
     if target > source * (1 + FPS_RTOL):
         raise DataError(
@@ -350,12 +360,7 @@ def _load_one(
                 f"{path}: 'poses' has zero frames (shape {poses.shape}); remove the file or re-export it"
             )
         poses = poses.astype(np.float32)
-        bad = ~np.isfinite(poses).all(axis=1)
-        if bad.any():
-            raise DataError(
-                f"{path}: {int(bad.sum())} of {n} frames hold NaN or inf in 'poses' (first frame indices: "
-                f"{_first_bad(bad)}); repair or remove those frames"
-            )
+        _check_finite(poses, "poses", path)
         if "trans" not in keys:
             raise DataError(
                 f"{path}: no 'trans' key (keys found: {', '.join(keys)}); AMASS npz files store the root "
@@ -368,12 +373,7 @@ def _load_one(
                 f"expected 'trans' with shape ({n}, 3)"
             )
         trans = trans.astype(np.float32)
-        bad = ~np.isfinite(trans).all(axis=1)
-        if bad.any():
-            raise DataError(
-                f"{path}: {int(bad.sum())} of {n} frames hold NaN or inf in 'trans' (first frame indices: "
-                f"{_first_bad(bad)}); repair or remove those frames"
-            )
+        _check_finite(trans, "trans", path)
         source_fps: float | None = None
         for key in FRAMERATE_KEYS:
             if key in keys:

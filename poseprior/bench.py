@@ -79,12 +79,13 @@ def speed(prior: PosePrior, x: Tensor, *, quick: bool = False) -> dict[str, floa
         fi = f1.clone().requires_grad_(True)
         (-ref.log_prob(fi)).sum().backward()
 
+    flags = [p.requires_grad for p in prior.parameters()]
     for p in prior.parameters():
-        p.requires_grad_(False)
+        p.requires_grad_(False)  # a regularizer step differentiates w.r.t. the pose only
     out["reg_step_ms@1"] = 1000.0 / _rate(reg_step, 1, t)
     out["ref_mvn_reg_step_ms@1"] = 1000.0 / _rate(ref_step, 1, t)
-    for p in prior.parameters():
-        p.requires_grad_(True)
+    for p, flag in zip(prior.parameters(), flags):
+        p.requires_grad_(flag)
 
     params = [p for p in prior.parameters() if p.requires_grad]
     if params and prior.iterative_fit:

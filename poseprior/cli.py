@@ -90,7 +90,7 @@ DEMO_VARIANTS: dict[str, list[dict]] = {"gaussian": [{"covariance": "diagonal"},
 def _cmd_demo(args: argparse.Namespace) -> int:
     from . import list_priors
     from .amass import load_split
-    from .evaluation import evaluate, label, markdown_table, skip_reason
+    from .evaluation import evaluate, label, leave_one_group_out, markdown_table, skip_reason
 
     folder = _data_folder(args.data)
     train, val = load_split(folder, "train"), load_split(folder, "val")
@@ -110,6 +110,11 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     gen = torch.Generator().manual_seed(args.seed)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    every = None  # every split file, loaded once, for the leave-one-action-out folds
+    if args.loao:
+        from .amass import load_folder
+
+        every = load_folder(folder, files=[Path(f).name for f in (*train.files, *val.files)])
     rows = []
     for name, kwargs, layout in runs:
         key = label(name, kwargs)
@@ -128,12 +133,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         slug = key.replace("(", "-").replace(")", "").replace("=", "-").replace(", ", "_")
         prior.save(out / "checkpoints" / slug)
         _write_samples(out / f"samples_{slug}.npz", prior.sample(args.num_samples, generator=gen), layout)
-        if args.loao:
-            from .amass import load_folder
-            from .evaluation import leave_one_group_out
-
-            names_all = [Path(f).name for f in (*train.files, *val.files)]
-            every = load_folder(folder, files=names_all)
+        if every is not None:
             print(f"leave-one-action-out for {key} ...", flush=True)
             res = leave_one_group_out([(name, kwargs)], every, layout=layout, quick=args.quick, generator=gen)
             r[0].extra["loao_mean"] = res[key]["mean"]
