@@ -13,6 +13,19 @@ are excluded is decided once, by the first :meth:`PosePrior.fit` or :meth:`PoseP
 (values whose standard deviation is at most ``constant_tol`` radians), or given explicitly as
 ``constant_dims``, and is saved with the checkpoint. Excluded values do not enter ``log_prob``;
 samples hold their recorded constant.
+
+**Broad component.** With ``broad_weight`` :math:`w > 0` the density is a defensive mixture
+
+.. math:: p(x) = (1 - w)\, p_{\mathrm{model}}(x) + w\, \mathcal{N}(x_{\mathrm{mod}} \mid \mu, \mathrm{diag}(s\sigma)^2)
+
+with :math:`\mu, \sigma` the per-value mean and standard deviation of the training poses
+(:math:`\sigma` floored at the prior's ``min_std``, 0.02 rad if it has none) and :math:`s` =
+``broad_scale``. The broad component is fitted in closed form with the excluded values (it is
+not trained; ``training_loss`` is the model's own), so a pose unlike the training data costs at
+most :math:`-\log w` nats more than under independent per-value Gaussians, while poses like the
+data lose at most :math:`-\log(1 - w)`. Flexible models overfit the actions they were trained
+on; the leave-one-action-out protocol (``benchmarks/tune_defaults.py``) chose each prior's
+default :math:`w`.
 """
 
 from __future__ import annotations
@@ -48,6 +61,9 @@ class PosePrior(nn.Module, abc.ABC):
         constant_dims: Flat indices ``3 * joint + axis`` of the values excluded from the density,
             or ``None`` to detect the values constant in the data at the first ``fit``.
         constant_tol: Standard deviation (radians) at or below which a value counts as constant.
+        broad_weight: Weight :math:`w \in [0, 1)` of the broad per-value Gaussian component
+            (see the module docs); 0 disables it.
+        broad_scale: Factor :math:`s \geq 1` on the broad component's standard deviations.
     """
 
     name: ClassVar[str] = ""
@@ -68,10 +84,18 @@ class PosePrior(nn.Module, abc.ABC):
         *,
         constant_dims: Sequence[int] | None = None,
         constant_tol: float = 1e-6,
+        broad_weight: float = 0.0,
+        broad_scale: float = 1.0,
     ) -> None:
         super().__init__()
         self.layout = get_layout(layout)
         self.constant_tol = float(constant_tol)
+        if not 0.0 <= float(broad_weight) < 1.0 or not float(broad_scale) >= 1.0:
+            raise ValueError(
+                f"need 0 <= broad_weight < 1 and broad_scale >= 1, got {broad_weight} and {broad_scale}"
+            )
+        self.broad_weight = float(broad_weight)
+        self.broad_scale = float(broad_scale)
         n = 3 * len(self.layout)
         self.register_buffer("constant_values", torch.zeros(n))
         self.register_buffer("initialized", torch.tensor(not self.requires_initialization))
@@ -121,7 +145,12 @@ class PosePrior(nn.Module, abc.ABC):
         x = self._check(x, "log_prob")
         self._check_initialized("log_prob")
         batch = x.shape[:-2]
-        return self._log_prob(x.reshape(-1, *self.event_shape)).reshape(batch)
+        x = x.reshape(-1, *self.event_shape)
+        lp = self._log_prob(x)
+        if self.broad_weight > 0:
+            lp = torch.logaddexp(lp + math.log1p(-self.broad_weight),
+                                 self._broad_log_prob(x) + math.log(self.broad_weight))
+        return lp.reshape(batch)
 
     def penalty(self, x: Tensor, per_dim: bool = False) -> Tensor:
         r"""Regularization term :math:`-\log p(x)` for use in an optimizer, with shape :math:`(*)`.
@@ -150,8 +179,30 @@ class PosePrior(nn.Module, abc.ABC):
         self._check_initialized("sample")
         shape = torch.Size((sample_shape,) if isinstance(sample_shape, int) else sample_shape)
         n = shape.numel()
-        x = self._sample(n, generator) if n > 0 else self.constant_values.new_zeros(0, *self.event_shape)
+        if n == 0:
+            return self.constant_values.new_zeros(*shape, *self.event_shape)
+        if self.broad_weight == 0:
+            return self._sample(n, generator).reshape(*shape, *self.event_shape)
+        broad = torch.rand(n, generator=generator, device="cpu") < self.broad_weight
+        broad = broad.to(self.constant_values.device)
+        k = int(broad.sum())
+        x = self.constant_values.new_empty(n, *self.event_shape)
+        if k < n:
+            x[~broad] = self._sample(n - k, generator).to(x.dtype)
+        if k > 0:
+            x[broad] = self._broad_sample(k, generator)
         return x.reshape(*shape, *self.event_shape)
+
+    def sample_and_log_prob(
+        self, sample_shape: int | Sequence[int] = (), *, generator: torch.Generator | None = None
+    ) -> tuple[Tensor, Tensor]:
+        r"""Draws poses with shape :math:`(*S, J, 3)` and returns them with their log-density :math:`(*S)`.
+
+        Without gradients. Flows override it to get the density on the way (no second pass).
+        """
+        x = self.sample(sample_shape, generator=generator)
+        with torch.no_grad():
+            return x, self.log_prob(x)
 
     def rsample(
         self, sample_shape: int | Sequence[int] = (), *, generator: torch.Generator | None = None
@@ -228,6 +279,16 @@ class PosePrior(nn.Module, abc.ABC):
         out[:, self.modelled] = z
         return out.reshape(z.shape[0], *self.event_shape)
 
+    def _broad_log_prob(self, x: Tensor) -> Tensor:
+        """(N, J, 3) -> (N,): log-density of the broad per-value Gaussian component."""
+        dist = torch.distributions.Normal(self.broad_loc, self.broad_log_scale.exp(), validate_args=False)
+        return dist.log_prob(self._select(x)).sum(-1)
+
+    def _broad_sample(self, n: int, generator: torch.Generator | None) -> Tensor:
+        """-> (n, J, 3) poses drawn from the broad component."""
+        eps = torch.randn(n, self.dim, generator=generator, dtype=self.broad_loc.dtype, device="cpu")
+        return self._fill(self.broad_loc + eps.to(self.broad_loc.device) * self.broad_log_scale.exp())
+
     def _set_constant_dims(self, dims: Sequence[int] | None) -> None:
         n = 3 * len(self.layout)
         mask = torch.ones(n, dtype=torch.bool)
@@ -243,6 +304,10 @@ class PosePrior(nn.Module, abc.ABC):
             self.modelled = mask.to(self.modelled.device)
         else:
             self.register_buffer("modelled", mask)
+        if self.broad_weight > 0:  # (re)sized with D; fitted by _resolve_constants
+            ref = self.constant_values
+            self.register_buffer("broad_loc", ref.new_zeros(int(mask.sum())))
+            self.register_buffer("broad_log_scale", ref.new_zeros(int(mask.sum())))
 
     def _resolve_constants(self, x: Tensor) -> None:
         """Decides the excluded values from data the first time, and rebuilds if D changed."""
@@ -260,6 +325,11 @@ class PosePrior(nn.Module, abc.ABC):
             if self.dim != old:
                 self._rebuild()
         self.constant_values.copy_(flat.mean(0).to(self.constant_values) * ~self.modelled)
+        if self.broad_weight > 0:
+            v = flat[:, self.modelled].double()
+            floor = float(getattr(self, "min_std", 0.02))
+            self.broad_loc.copy_(v.mean(0))
+            self.broad_log_scale.copy_((v.std(0).clamp_min(floor) * self.broad_scale).log())
 
     def _check(self, x: Tensor, where: str) -> Tensor:
         where = f"{type(self).__name__}.{where}"

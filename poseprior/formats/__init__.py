@@ -15,6 +15,7 @@ from .adapters import (
     unflatten,
 )
 from .layouts import LAYOUTS, JointLayout, get_layout, list_layouts
+from .ranges import joint_ranges, uniform_poses
 
 __all__ = [
     "LAYOUTS",
@@ -24,6 +25,7 @@ __all__ = [
     "hand_flat_to_relative",
     "hand_relative_to_flat",
     "joint_mask",
+    "joint_ranges",
     "list_layouts",
     "mirror_hand",
     "smplh_to_smplx",
@@ -33,4 +35,5 @@ __all__ = [
     "to_layout",
     "to_prior",
     "unflatten",
+    "uniform_poses",
 ]

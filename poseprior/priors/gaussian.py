@@ -36,6 +36,8 @@ class GaussianPrior(PosePrior):
         reg_covar: Non-negative value added to the covariance diagonal in :meth:`fit` (rad²).
         constant_dims: See :class:`~poseprior.PosePrior`.
         constant_tol: See :class:`~poseprior.PosePrior`.
+        broad_weight: See :class:`~poseprior.PosePrior` (the broad component).
+        broad_scale: See :class:`~poseprior.PosePrior`.
 
     Example:
         >>> prior = GaussianPrior("body")
@@ -54,8 +56,11 @@ class GaussianPrior(PosePrior):
         *,
         constant_dims: Sequence[int] | None = None,
         constant_tol: float = 1e-6,
+        broad_weight: float = 0.0,
+        broad_scale: float = 1.0,
     ) -> None:
-        super().__init__(layout, constant_dims=constant_dims, constant_tol=constant_tol)
+        super().__init__(layout, constant_dims=constant_dims, constant_tol=constant_tol,
+                         broad_weight=broad_weight, broad_scale=broad_scale)
         if covariance not in ("full", "diagonal"):
             raise ValueError(f"covariance must be 'full' or 'diagonal', got {covariance!r}")
         if min_std < 0 or reg_covar < 0:

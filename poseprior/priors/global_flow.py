@@ -82,6 +82,8 @@ class GlobalFlowPrior(PosePrior):
         actnorm_eps: Epsilon added to the variance when an ActNorm layer is initialized.
         constant_dims: See :class:`~poseprior.PosePrior`.
         constant_tol: See :class:`~poseprior.PosePrior`.
+        broad_weight: See :class:`~poseprior.PosePrior` (the broad component).
+        broad_scale: See :class:`~poseprior.PosePrior`.
 
     Example:
         >>> prior = GlobalFlowPrior("left_hand", blocks=1, hidden_features=8)
@@ -110,8 +112,11 @@ class GlobalFlowPrior(PosePrior):
         *,
         constant_dims: Sequence[int] | None = None,
         constant_tol: float = 1e-6,
+        broad_weight: float = 0.0,
+        broad_scale: float = 1.0,
     ) -> None:
-        super().__init__(layout, constant_dims=constant_dims, constant_tol=constant_tol)
+        super().__init__(layout, constant_dims=constant_dims, constant_tol=constant_tol,
+                         broad_weight=broad_weight, broad_scale=broad_scale)
         if min_std <= 0 or noise_std < 0 or max_log_scale <= 0 or actnorm_eps <= 0:
             raise ValueError(
                 "need min_std > 0, noise_std >= 0, max_log_scale > 0 and actnorm_eps > 0; got "
@@ -247,6 +252,8 @@ class GlobalFlowPrior(PosePrior):
             Poses with shape :math:`(*S, J, 3)` and ``log_prob`` of them with shape :math:`(*S)`.
         """
         self._check_initialized("sample_and_log_prob")
+        if self.broad_weight > 0:  # a mixture: the density needs both components
+            return super().sample_and_log_prob(sample_shape, generator=generator)
         shape = torch.Size((sample_shape,) if isinstance(sample_shape, int) else sample_shape)
         values, log_prob = self._sample_values(shape.numel(), generator)
         return self._fill(values).reshape(*shape, *self.event_shape), log_prob.reshape(shape)

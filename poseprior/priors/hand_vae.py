@@ -146,6 +146,8 @@ class HandVAEPrior(PosePrior):
         seed: The seed of the per-call generator of the IWAE draws (see the module docs).
         constant_dims: See :class:`~poseprior.PosePrior`.
         constant_tol: See :class:`~poseprior.PosePrior`.
+        broad_weight: See :class:`~poseprior.PosePrior` (the broad component).
+        broad_scale: See :class:`~poseprior.PosePrior`.
 
     Example:
         >>> prior = HandVAEPrior("left_hand", latent_dim=8, hidden_features=32, num_layers=1)
@@ -173,8 +175,11 @@ class HandVAEPrior(PosePrior):
         *,
         constant_dims: Sequence[int] | None = None,
         constant_tol: float = 1e-6,
+        broad_weight: float = 0.0,
+        broad_scale: float = 1.0,
     ) -> None:
-        super().__init__(layout, constant_dims=constant_dims, constant_tol=constant_tol)
+        super().__init__(layout, constant_dims=constant_dims, constant_tol=constant_tol,
+                         broad_weight=broad_weight, broad_scale=broad_scale)
         self.latent_dim = _positive_int("latent_dim", latent_dim)
         self.hidden_features = _positive_int("hidden_features", hidden_features)
         self.num_layers = _positive_int("num_layers", num_layers)

@@ -75,6 +75,8 @@ class JointFlowPrior(PosePrior):
         tail_bound: :math:`B`, in standardized units.
         constant_dims: See :class:`~poseprior.PosePrior`.
         constant_tol: See :class:`~poseprior.PosePrior`.
+        broad_weight: See :class:`~poseprior.PosePrior` (the broad component).
+        broad_scale: See :class:`~poseprior.PosePrior`.
 
     Example:
         >>> prior = JointFlowPrior("body")
@@ -103,8 +105,11 @@ class JointFlowPrior(PosePrior):
         *,
         constant_dims: Sequence[int] | None = None,
         constant_tol: float = 1e-6,
+        broad_weight: float = 0.0,
+        broad_scale: float = 1.0,
     ) -> None:
-        super().__init__(layout, constant_dims=constant_dims, constant_tol=constant_tol)
+        super().__init__(layout, constant_dims=constant_dims, constant_tol=constant_tol,
+                         broad_weight=broad_weight, broad_scale=broad_scale)
         if num_bins < 2 or hidden < 1 or layers < 1:
             raise ValueError(
                 f"num_bins >= 2, hidden >= 1 and layers >= 1 are needed, got {num_bins}, {hidden}, {layers}"
@@ -211,8 +216,10 @@ class JointFlowPrior(PosePrior):
             x: Axis-angle poses with shape :math:`(*, J, 3)`.
 
         Returns:
-            The log-density of every joint with shape :math:`(*, J)`; it sums to :meth:`log_prob`
-            over the last axis. A joint whose values are all excluded has a term of 0.
+            The log-density of every joint with shape :math:`(*, J)`; it sums to the flow's
+            log-density over the last axis (:meth:`log_prob` when ``broad_weight`` is 0; with a
+            broad component, :meth:`log_prob` is the mixture's). A joint whose values are all
+            excluded has a term of 0.
         """
         x = self._check(x, "log_prob_per_joint")
         batch = x.shape[:-2]
@@ -279,6 +286,8 @@ class JointFlowPrior(PosePrior):
         Returns:
             Poses with shape :math:`(*S, J, 3)` and their log-densities with shape :math:`(*S)`.
         """
+        if self.broad_weight > 0:  # a mixture: the density needs both components
+            return super().sample_and_log_prob(sample_shape, generator=generator)
         shape = torch.Size((sample_shape,) if isinstance(sample_shape, int) else sample_shape)
         x, lp = self._inverse(self._base_sample(shape.numel(), generator))
         return x.reshape(*shape, *self.event_shape), lp.reshape(shape)

@@ -547,8 +547,11 @@ def train(
                 "(or pass the .ckpt to resume)"
             )
     datamodule.setup("fit")
+    train_poses = datamodule.train_poses.to(prior.constant_values.dtype)
     if prior.constant_dims is None or not bool(prior.initialized):
-        prior.initialize(datamodule.train_poses.to(prior.constant_values.dtype))
+        prior.initialize(train_poses)
+    else:  # the closed-form state (constant values, broad component) still comes from this data
+        prior._resolve_constants(train_poses)
     if ckpt is not None:
         _check_resume_config(ckpt, prior)
     module = PriorModule(
