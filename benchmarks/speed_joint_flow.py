@@ -1,6 +1,7 @@
 """Speed of JointFlowPrior side by side with a naive per-joint flow (21 nflows flows in a Python loop).
 
-The naive reference is what the per-joint design looks like when written directly with nflows:
+The naive reference (``poseprior._reference.NaivePerJointFlow``, also measured by
+``poseprior bench``) is what the per-joint design looks like when written directly with nflows:
 one conditional rational-quadratic spline MAF per joint
 (``MaskedPiecewiseRationalQuadraticAutoregressiveTransform``, 3 features, the parent's 6D rotation
 as context), each with its own standard-normal base, evaluated joint by joint in a Python loop and
@@ -26,51 +27,8 @@ import time
 from collections.abc import Callable
 
 import torch
-from torch import nn
-
-from poseprior.formats.rotations import axis_angle_to_rot6d
+from poseprior._reference import matched_naive_flow, parameter_count
 from poseprior.priors.joint_flow import JointFlowPrior
-
-
-class NaivePerJointFlow(nn.Module):
-    """21 separate nflows conditional spline flows, looped over in Python (the reference)."""
-
-    def __init__(
-        self, parents: tuple[int, ...], hidden: int, num_bins: int = 8, tail_bound: float = 5.0
-    ) -> None:
-        from nflows.transforms import MaskedPiecewiseRationalQuadraticAutoregressiveTransform
-
-        super().__init__()
-        self.parents = parents
-        self.flows = nn.ModuleList(
-            MaskedPiecewiseRationalQuadraticAutoregressiveTransform(
-                features=3, hidden_features=hidden, context_features=6, num_bins=num_bins,
-                tails="linear", tail_bound=tail_bound, num_blocks=2,
-            )
-            for _ in parents
-        )
-
-    def _context(self, x: torch.Tensor, j: int) -> torch.Tensor:
-        p = self.parents[j]
-        if p < 0:
-            return x.new_zeros(x.shape[0], 6)
-        return axis_angle_to_rot6d(x[:, p])
-
-    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
-        total = x.new_zeros(x.shape[0])
-        for j, flow in enumerate(self.flows):
-            z, logdet = flow(x[:, j], context=self._context(x, j))
-            # Own standard-normal base (nflows.distributions imports matplotlib and uses the global RNG).
-            total = total + (-0.5 * z.pow(2) - 0.5 * torch.log(torch.tensor(2 * torch.pi))).sum(1) + logdet
-        return total
-
-    @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
-        x = torch.zeros(n, len(self.flows), 3)
-        for j, flow in enumerate(self.flows):  # parents come before their children
-            z = torch.randn(n, 3, generator=generator)
-            x[:, j] = flow.inverse(z, context=self._context(x, j))[0]
-        return x
 
 
 def _median_rate(fn: Callable[[], object], batch: int, reps: int) -> float:
@@ -83,10 +41,6 @@ def _median_rate(fn: Callable[[], object], batch: int, reps: int) -> float:
     return batch / statistics.median(times)
 
 
-def _params(m: nn.Module) -> int:
-    return sum(p.numel() for p in m.parameters())
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=5)
@@ -96,11 +50,8 @@ def main() -> None:
     torch.manual_seed(0)  # benchmark script: the weights of both untrained models
 
     prior = JointFlowPrior("body").eval()
-    parents = prior.layout.parents
     # The naive reference's width with the parameter count closest to the prior's.
-    widths = range(32, 129)
-    hidden = min(widths, key=lambda h: abs(_params(NaivePerJointFlow(parents, h)) - _params(prior)))
-    naive = NaivePerJointFlow(parents, hidden).eval()
+    naive = matched_naive_flow(prior.layout.parents, parameter_count(prior))
 
     gen = torch.Generator().manual_seed(0)
     x = 0.3 * torch.randn(4096, 21, 3, generator=gen)
@@ -130,8 +81,9 @@ def main() -> None:
     rows.append(("log_prob + grad wrt pose", 4096, *rates))
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, float32, 21 body joints (D = 63)")
-    print(f"naive: 21 nflows conditional RQ-spline MAFs (hidden {hidden}), {_params(naive):,} parameters")
-    print(f"joint_flow: {prior.extra_repr()}, {_params(prior):,} parameters\n")
+    print(f"naive: 21 nflows conditional RQ-spline MAFs (hidden {naive.hidden}), "
+          f"{parameter_count(naive):,} parameters")
+    print(f"joint_flow: {prior.extra_repr()}, {parameter_count(prior):,} parameters\n")
     print("| operation | batch | naive (poses/s) | joint_flow (poses/s) | ratio |")
     print("|---|---:|---:|---:|---:|")
     for op, batch, a, b in rows:

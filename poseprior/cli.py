@@ -816,8 +816,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="results/bench", help="output folder")
     p.add_argument("--priors", nargs="*", help="priors to run (default: every prior whose default layout is --layout)")
     p.add_argument("--layout", default="body")
-    p.add_argument("--loao", action=argparse.BooleanOptionalAction, default=True,
-                   help="also run the leave-one-action-out protocol (one fit per action and prior)")
+    p.add_argument("--loao", action=argparse.BooleanOptionalAction, default=False,
+                   help="also run the leave-one-action-out protocol (one fit per action and prior: "
+                   "about 20 minutes on the bundled sample instead of a few); off by default")
     p.add_argument("--threads", type=int, default=2, help="torch threads for the speed measurements")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true", help="very short training (smoke test; numbers not representative)")
