@@ -245,11 +245,114 @@ def test_compiled_density_matches_eager() -> None:
     torch.testing.assert_close(lp, eager)
     (grad,) = torch.autograd.grad(lp.sum(), x)
     assert torch.isfinite(grad).all()
+    # Frozen: the compiled fused density and pose gradient, still right after a weight update.
+    prior.requires_grad_(False)
+    for _ in range(2):
+        lp = prior.log_prob(x)
+        (g,) = torch.autograd.grad(lp.sum(), x)
+        prior.requires_grad_(True)
+        expected = _plain_log_prob(prior, x)
+        torch.testing.assert_close(lp, expected)
+        torch.testing.assert_close(g, torch.autograd.grad(expected.sum(), x)[0])
+        prior.requires_grad_(False)
+        with torch.no_grad():
+            prior.flow.transforms[3].log_scale.add_(0.2)  # the second ActNorm
     prior.compile(enabled=False)
-    assert prior._compiled is None
+    assert prior._compiled is None and prior._compiled_fused is None
     # Compiling before the first fit survives the rebuild that fixes D.
     fresh = GlobalFlowPrior("left_hand", **TINY).double().compile()
     fresh.initialize(data)
     assert fresh._compiled is not None and fresh.dim == 44
     compiled = fresh.log_prob(data[:8])
     torch.testing.assert_close(compiled, fresh.compile(enabled=False).log_prob(data[:8]))
+
+
+def _plain_log_prob(prior: GlobalFlowPrior, x: torch.Tensor) -> torch.Tensor:
+    """The module path (ActNorm -> MADE -> permutation), whatever the fused path would do."""
+    return prior._density(prior._select(x))
+
+
+@pytest.mark.parametrize("standardize", ["diagonal", "full"])
+def test_frozen_prior_fused_path_equals_the_module_path(standardize: str, dtype: torch.dtype) -> None:
+    gen = torch.Generator().manual_seed(3)
+    prior = GlobalFlowPrior("left_hand", standardize=standardize, blocks=3, hidden_features=16).to(dtype)
+    data = _data(300, 0, dtype)
+    prior.initialize(data)
+    with torch.no_grad():  # perturb every weight so that no layer is the identity
+        for p in prior.flow.parameters():
+            p.add_(0.2 * torch.randn(p.shape, generator=gen, dtype=dtype))
+    tol = {} if dtype == torch.float64 else {"atol": 1e-4, "rtol": 1e-5}
+    x = data[:7].clone().requires_grad_(True)
+    expected = _plain_log_prob(prior, x)
+    (expected_grad,) = torch.autograd.grad(expected.sum(), x)
+    prior.requires_grad_(False)
+    lp = prior.log_prob(x)
+    node = lp.grad_fn.next_functions[0][0]
+    assert prior._fused() is not None and type(node).__name__ == "_FusedLogProbBackward"
+    (grad,) = torch.autograd.grad(lp.sum(), x)
+    torch.testing.assert_close(lp, expected, **tol)
+    torch.testing.assert_close(grad, expected_grad, **tol)
+    assert torch.equal(grad[:, 0, 2], torch.zeros_like(grad[:, 0, 2]))  # the excluded value
+    with torch.no_grad():
+        torch.testing.assert_close(prior.log_prob(data), _plain_log_prob(prior, data), **tol)
+    # A weighted sum (not just .sum()) and a batch shape go through the same backward.
+    xs = data[:6].reshape(2, 3, 15, 3).clone().requires_grad_(True)
+    w = torch.arange(6, dtype=dtype).reshape(2, 3)
+    (g,) = torch.autograd.grad((w * prior.log_prob(xs)).sum(), xs)
+    prior.requires_grad_(True)
+    (g_plain,) = torch.autograd.grad((w * prior.log_prob(xs)).sum(), xs)
+    torch.testing.assert_close(g, g_plain, **tol)
+
+
+def test_fused_path_follows_weight_updates_and_unfreezing() -> None:
+    prior, data = _fitted("maf", torch.float64)
+    prior = copy.deepcopy(prior)
+    x = data[:5]
+    prior.requires_grad_(False)
+    before = prior.log_prob(x)
+    fused = prior._fused()
+    assert fused is not None and prior._fused() is fused  # cached while nothing changes
+    with torch.no_grad():
+        prior.flow.transforms[1].autoregressive_net.final_layer.weight.add_(0.1)  # an optimizer step
+    assert prior._fused() is not fused
+    after = prior.log_prob(x)
+    assert not torch.allclose(after, before)
+    torch.testing.assert_close(after, _plain_log_prob(prior, x))
+    state = copy.deepcopy(prior.state_dict())
+    with torch.no_grad():
+        prior.flow.transforms[0].loc.add_(0.3)  # an ActNorm, folded into the first matrix
+        prior.loc.add_(0.1)  # the standardization buffer
+    torch.testing.assert_close(prior.log_prob(x), _plain_log_prob(prior, x))
+    prior.load_state_dict(state)
+    torch.testing.assert_close(prior.log_prob(x), after)
+    moved = {k: v + 0.01 if v.is_floating_point() else v for k, v in state.items()}
+    prior.load_state_dict(moved, assign=True)  # new tensor objects
+    prior.requires_grad_(False)
+    torch.testing.assert_close(prior.log_prob(x), _plain_log_prob(prior, x))
+    prior.float()  # a dtype change rebuilds it in float32
+    x32 = x.float().requires_grad_(True)
+    lp = prior.log_prob(x32)
+    assert lp.dtype == torch.float32 and prior._fused().tensors[0].dtype == torch.float32
+    torch.testing.assert_close(lp, _plain_log_prob(prior, x32), atol=1e-4, rtol=1e-5)
+    # Unfrozen (training, or a gradient for the weights): the module path, with weight gradients.
+    prior.requires_grad_(True)
+    assert prior._fused() is None
+    prior.log_prob(x32).sum().backward()
+    assert prior.flow.transforms[1].autoregressive_net.final_layer.weight.grad is not None
+
+
+def test_fused_path_keeps_higher_derivatives_and_torch_func() -> None:
+    prior, data = _fitted("maf", torch.float64)
+    prior = copy.deepcopy(prior)
+    x = data[:3].clone().requires_grad_(True)
+
+    def hvp() -> tuple[torch.Tensor, torch.Tensor]:
+        (g,) = torch.autograd.grad(prior.log_prob(x).sum(), x, create_graph=True)
+        return g.detach(), torch.autograd.grad(g.pow(2).sum(), x)[0]
+
+    expected = hvp()
+    expected_func = torch.func.grad(lambda y: prior.log_prob(y).sum())(data[:3])
+    prior.requires_grad_(False)
+    for got, want in zip(hvp(), expected):
+        torch.testing.assert_close(got, want)
+    torch.testing.assert_close(torch.func.grad(lambda y: prior.log_prob(y).sum())(data[:3]), expected_func)

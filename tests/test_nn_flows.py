@@ -15,6 +15,7 @@ from poseprior.nn.flows import (
     BoundedAffineCoupling,
     BoundedMaskedAffineAutoregressive,
     FixedPermutation,
+    FusedMAFDensity,
     build_flow,
     soft_clamp,
 )
@@ -219,3 +220,30 @@ def test_masked_weight_cache_follows_weight_changes(gen: torch.Generator) -> Non
     assert layer._cache_key is None
     with torch.no_grad():
         torch.testing.assert_close(layer(x.double())[0].float(), changed, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_fused_maf_density_equals_the_stack_and_its_gradient(
+    dtype: torch.dtype, gen: torch.Generator
+) -> None:
+    flow = _flow("maf", dtype, gen)
+    matrix = torch.randn(D + 2, D, generator=gen, dtype=dtype)  # two more inputs than features
+    offset = torch.randn(D, generator=gen, dtype=dtype)
+    fused = FusedMAFDensity(flow, matrix, offset, const=1.5)
+    x = torch.randn(6, D + 2, generator=gen, dtype=dtype, requires_grad=True)
+    z, ld = flow(x @ matrix + offset)
+    expected = -0.5 * z.pow(2).sum(-1) + ld + 1.5
+    w = torch.randn(6, generator=gen, dtype=dtype)
+    (expected_grad,) = torch.autograd.grad((w * expected).sum(), x)
+    tol = {} if dtype == torch.float64 else {"atol": 1e-4, "rtol": 1e-5}
+    with torch.no_grad():
+        lp, grad = fused.log_prob_and_grad(x)
+        torch.testing.assert_close(lp, expected, **tol)
+        torch.testing.assert_close(w[:, None] * grad, expected_grad, **tol)  # per-row gradients
+        torch.testing.assert_close(fused.log_prob(x), lp)
+
+
+def test_fused_maf_density_rejects_other_stacks(gen: torch.Generator) -> None:
+    flow = _flow("coupling", torch.float64, gen)
+    with pytest.raises(TypeError, match="FusedMAFDensity needs"):
+        FusedMAFDensity(flow, torch.eye(D, dtype=torch.float64), torch.zeros(D, dtype=torch.float64), 0.0)
