@@ -76,14 +76,20 @@ def fit_prior(
     generator: torch.Generator | None = None,
     prior_kwargs: dict[str, Any] | None = None,
     progress: bool = False,
+    fit_options: dict[str, Any] | None = None,
 ) -> tuple[PosePrior, float]:
-    """Creates prior ``name`` with its defaults and fits it; returns it and the fit time in seconds."""
+    """Creates prior ``name`` with its defaults (or ``prior_kwargs``) and fits it.
+
+    ``fit_options`` go to ``fit`` of priors trained by gradient descent (e.g. ``weight_decay``).
+    Returns the prior and the fit time in seconds.
+    """
     prior = create(name, layout=layout, **(prior_kwargs or {}))
     options: dict[str, Any] = {}
     if prior.iterative_fit:
         fit_part, stop_part = hold_out_files(train)
         x = fit_part.poses_for(layout)
         options = {"val": stop_part.poses_for(layout), "generator": generator, "progress": progress}
+        options.update(fit_options or {})
         if quick:
             options["epochs"] = QUICK_EPOCHS
     else:
@@ -229,7 +235,9 @@ def leave_one_group_out(
         for g in folds:
             held = data.select_files(groups[g])
             rest = data.select_files([f for h, fs in groups.items() if h != g for f in fs])
-            prior, _ = fit_prior(name, rest, layout=layout, quick=quick, generator=generator, prior_kwargs=kwargs)
+            # A fresh seeded generator per fold (unless one is given): every fold is reproducible alone.
+            fold_gen = generator if generator is not None else torch.Generator().manual_seed(0)
+            prior, _ = fit_prior(name, rest, layout=layout, quick=quick, generator=fold_gen, prior_kwargs=kwargs)
             res[g] = metrics.nll(prior, held.poses_for(layout))
             res[f"dim:{g}"] = prior.dim
             log.info("leave-out %s / %s: NLL %.2f", key, g, res[g])

@@ -74,8 +74,13 @@ def build_prior(
             f"{source!r} holds a {meta['prior']!r} prior of version {meta.get('prior_version')}; "
             f"this poseprior implements version {cls.version}"
         )
+    # Configs written before the broad component existed (poseprior 0.1.0) have no broad_weight:
+    # they hold the model alone, which is broad_weight=0 (not today's default).
+    config = meta["config"]
+    if isinstance(config, dict) and "broad_weight" not in config:
+        config = {**config, "broad_weight": 0.0}
     try:
-        prior = cls(**meta["config"])
+        prior = cls(**config)
     except (TypeError, ValueError, KeyError) as e:
         raise CheckpointError(f"{source!r}: the config does not build a {cls.__name__}: {e}") from None
     own = prior.state_dict()

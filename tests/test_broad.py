@@ -78,7 +78,7 @@ def test_half_of_the_samples_come_from_each_component() -> None:
 @names
 def test_broad_component_is_saved_and_loaded(name: str, tmp_path: Path) -> None:
     prior, data = _fitted(name, 0.1)
-    assert {"broad_loc", "broad_log_scale"} <= set(prior.state_dict())
+    assert {"broad_loc", "broad_inv_scale", "broad_log_norm"} <= set(prior.state_dict())
     loaded = poseprior.load(prior.save(tmp_path / "ckpt"))
     assert loaded.broad_weight == 0.1 and loaded.broad_scale == 1.5
     torch.testing.assert_close(loaded.double().log_prob(data[:10]), prior.log_prob(data[:10]))
@@ -88,7 +88,7 @@ def test_training_loss_is_the_model_alone() -> None:
     prior, data = _fitted("joint_flow", 0.3)
     plain = poseprior.create("joint_flow", **{**prior.get_config(), "broad_weight": 0.0}).double()
     missing, unexpected = plain.load_state_dict(prior.state_dict(), strict=False)
-    assert not missing and set(unexpected) == {"broad_loc", "broad_log_scale"}
+    assert not missing and set(unexpected) == {"broad_loc", "broad_inv_scale", "broad_log_norm"}
     plain.eval()
     torch.testing.assert_close(prior.training_loss(data[:50]), plain.training_loss(data[:50]))
     torch.testing.assert_close(prior._log_prob(data[:50]), plain.log_prob(data[:50]))

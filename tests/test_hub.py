@@ -77,3 +77,21 @@ def test_pretrained_registry_errors() -> None:
     assert all("." in n for n in poseprior.list_pretrained())
     with pytest.raises(UnknownPriorError, match="no pretrained checkpoint 'nope.cmu'"):
         poseprior.load_pretrained("nope.cmu")
+
+
+def test_checkpoints_from_before_the_broad_component_load_as_the_model_alone(tmp_path: Path) -> None:
+    """poseprior 0.1.0 wrote no broad_weight: such a config means the model alone (w = 0),
+    not today's default mixture, and its weights (without broad_* tensors) load strictly."""
+    import json
+
+    x = 0.3 * torch.randn(200, 15, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    prior = poseprior.create("gaussian", layout="left_hand", broad_weight=0.0).double().fit(x)
+    folder = prior.save(tmp_path / "old")
+    meta = json.loads((folder / "config.json").read_text())
+    for key in ("broad_weight", "broad_scale"):
+        del meta["config"][key]
+    (folder / "config.json").write_text(json.dumps(meta))
+    assert poseprior.prior_class("gaussian")().broad_weight > 0  # today's default is a mixture
+    loaded = poseprior.load(folder)
+    assert loaded.broad_weight == 0.0
+    torch.testing.assert_close(loaded.log_prob(x[:5]), prior.log_prob(x[:5]))

@@ -15,7 +15,9 @@ from poseprior.formats.rotations import axis_angle_to_rot6d
 from poseprior.nn.joint_net import StackedMLP, identity_spline_params, rq_spline
 from poseprior.priors.joint_flow import JointFlowPrior
 
-TINY = {"num_bins": 5, "hidden": 12, "layers": 2}
+# broad_weight=0: these tests check the flow against references of the flow alone (the mixture
+# with the broad component is tested for every prior in test_broad.py).
+TINY = {"num_bins": 5, "hidden": 12, "layers": 2, "broad_weight": 0.0}
 
 
 def _randomize(prior: JointFlowPrior, seed: int = 0, scale: float = 0.5) -> JointFlowPrior:
@@ -312,3 +314,15 @@ def test_variance_floor_on_a_near_constant_value() -> None:
     off[:, 4, 1] += math.radians(2.0)
     cost = (prior.log_prob(x[:200]) - prior.log_prob(off)).mean()
     assert 0.5 < cost < 5.0, cost  # a Gaussian of std 0.02 gives 1.5 nats; no needle
+
+
+def test_initial_weights_come_from_the_seed_not_the_global_rng() -> None:
+    state = torch.get_rng_state()
+    a, b = JointFlowPrior("left_hand", **TINY), JointFlowPrior("left_hand", **TINY)
+    c = JointFlowPrior("left_hand", seed=1, **TINY)
+    assert torch.equal(state, torch.get_rng_state())
+    for pa, pb in zip(a.net.parameters(), b.net.parameters(), strict=True):
+        assert torch.equal(pa, pb)
+    # The hidden layers are random (the last layer starts at the identity spline for any seed).
+    hidden = lambda p: [*p.net.weights[:-1], *p.net.biases[:-1]]  # noqa: E731
+    assert all(not torch.equal(pa, pc) for pa, pc in zip(hidden(a), hidden(c), strict=True))

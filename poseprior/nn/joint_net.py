@@ -169,6 +169,7 @@ class StackedMLP(nn.Module):
         input_mask: Optional 0/1 mask with shape :math:`(M, n_0)`.
         out_init: Optional initial output with shape :math:`(n_{out},)`.
         activation: The hidden activation, a function with an ``inplace`` argument (``F.silu``).
+        generator: The generator of the initial weights (``None``: torch's global RNG).
     """
 
     def __init__(
@@ -182,6 +183,7 @@ class StackedMLP(nn.Module):
         input_mask: Tensor | None = None,
         out_init: Tensor | None = None,
         activation: Callable[..., Tensor] = F.silu,
+        generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
         if layers < 1 or hidden < 1 or n < 1:
@@ -192,8 +194,8 @@ class StackedMLP(nn.Module):
         for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
             last = i == len(sizes) - 2
             bound = 1.0 / math.sqrt(a)  # nn.Linear's default uniform init, per network
-            w = torch.zeros(n, b, a) if last else torch.empty(n, b, a).uniform_(-bound, bound)
-            bias = torch.zeros(n, b, 1) if last else torch.empty(n, b, 1).uniform_(-bound, bound)
+            w = torch.zeros(n, b, a) if last else torch.empty(n, b, a).uniform_(-bound, bound, generator=generator)
+            bias = torch.zeros(n, b, 1) if last else torch.empty(n, b, 1).uniform_(-bound, bound, generator=generator)
             if last and out_init is not None:
                 bias[:] = out_init.to(bias.dtype).unsqueeze(-1)
             self.weights.append(nn.Parameter(w))

@@ -56,8 +56,8 @@ class GaussianPrior(PosePrior):
         *,
         constant_dims: Sequence[int] | None = None,
         constant_tol: float = 1e-6,
-        broad_weight: float = 0.0,
-        broad_scale: float = 1.0,
+        broad_weight: float = 0.3,
+        broad_scale: float = 1.5,
     ) -> None:
         super().__init__(layout, constant_dims=constant_dims, constant_tol=constant_tol,
                          broad_weight=broad_weight, broad_scale=broad_scale)

@@ -26,6 +26,11 @@ _FIT_DEFAULTS: dict[str, Any] = {
 }
 
 
+# Whether a torch.func transform (grad, vmap, ...) is running: a private torch function, so a torch
+# without it is treated as "never" (the fused path's autograd.Function then raises under torch.func).
+_functorch_active: Callable[[], bool] = getattr(torch._C, "_are_functorch_transforms_active", lambda: False)
+
+
 @register_prior("global_flow")
 class GlobalFlowPrior(PosePrior):
     r"""Creates a normalizing-flow prior over all modelled axis-angle values jointly.
@@ -128,7 +133,7 @@ class GlobalFlowPrior(PosePrior):
         *,
         constant_dims: Sequence[int] | None = None,
         constant_tol: float = 1e-6,
-        broad_weight: float = 0.0,
+        broad_weight: float = 0.3,
         broad_scale: float = 1.0,
     ) -> None:
         super().__init__(layout, constant_dims=constant_dims, constant_tol=constant_tol,
@@ -236,7 +241,7 @@ class GlobalFlowPrior(PosePrior):
         and the cache keeps the tensors themselves, so a replaced one (``assign=True``) is seen too.
         """
         if (self.transform != "maf" or torch.compiler.is_compiling()
-                or torch._C._are_functorch_transforms_active()):  # torch.func: the plain path
+                or _functorch_active()):  # torch.func: the plain path
             return None
         flow = self.flow
         sources = self._fused_sources

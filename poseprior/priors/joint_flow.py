@@ -73,6 +73,7 @@ class JointFlowPrior(PosePrior):
         min_std: Floor of the standardization scale and standard deviation of the training noise,
             in radians.
         tail_bound: :math:`B`, in standardized units.
+        seed: Seed of the initial weights (a local generator: the global RNG is not used).
         constant_dims: See :class:`~poseprior.PosePrior`.
         constant_tol: See :class:`~poseprior.PosePrior`.
         broad_weight: See :class:`~poseprior.PosePrior` (the broad component).
@@ -102,11 +103,12 @@ class JointFlowPrior(PosePrior):
         layers: int = 2,
         min_std: float = 0.02,
         tail_bound: float = 5.0,
+        seed: int = 0,
         *,
         constant_dims: Sequence[int] | None = None,
         constant_tol: float = 1e-6,
-        broad_weight: float = 0.0,
-        broad_scale: float = 1.0,
+        broad_weight: float = 0.3,
+        broad_scale: float = 1.5,
     ) -> None:
         super().__init__(layout, constant_dims=constant_dims, constant_tol=constant_tol,
                          broad_weight=broad_weight, broad_scale=broad_scale)
@@ -121,6 +123,7 @@ class JointFlowPrior(PosePrior):
         self.layers = int(layers)
         self.min_std = float(min_std)
         self.tail_bound = float(tail_bound)
+        self.seed = int(seed)
         j = len(self.layout)
         self.register_buffer("loc", torch.zeros(j, 3))
         self.register_buffer("scale", torch.ones(j, 3))
@@ -161,6 +164,7 @@ class JointFlowPrior(PosePrior):
             spline_param_count(self.num_bins),
             input_mask=input_mask,
             out_init=identity_spline_params(self.num_bins),
+            generator=torch.Generator().manual_seed(self.seed),
         ).to(device=ref.device, dtype=ref.dtype)
 
     # ------------------------------------------------------------------ helpers
