@@ -104,6 +104,9 @@ class PosePrior(nn.Module, abc.ABC):
             self.register_buffer("broad_inv_scale", torch.zeros(n))  # 0 at the excluded values
             self.register_buffer("broad_log_norm", torch.zeros(()))
         self._set_constant_dims(constant_dims)
+        if self.broad_weight > 0:  # N(0, I) until fitted, like the models' own initial state
+            self.broad_inv_scale.copy_(self.modelled.float())
+            self.broad_log_norm.fill_(-0.5 * self.dim * math.log(2 * math.pi))
 
     # ------------------------------------------------------------------ description
     @property
@@ -313,7 +316,6 @@ class PosePrior(nn.Module, abc.ABC):
             self.modelled = mask.to(self.modelled.device)
         else:
             self.register_buffer("modelled", mask)
-
 
     def _resolve_constants(self, x: Tensor) -> None:
         """Decides the excluded values from data the first time, and rebuilds if D changed."""

@@ -99,3 +99,11 @@ def test_invalid_broad_arguments() -> None:
         poseprior.create("gaussian", broad_weight=1.0)
     with pytest.raises(ValueError, match="broad_scale >= 1"):
         poseprior.create("joint_flow", broad_weight=0.1, broad_scale=0.5)
+
+
+def test_an_unfitted_broad_component_is_a_proper_density() -> None:
+    # Before any fit it is N(0, I) over the modelled values (like the Gaussian's own start).
+    prior = poseprior.create("gaussian", layout=ONE_JOINT, constant_dims=[2], broad_weight=0.5).double()
+    x = torch.tensor([[[0.3, -0.2, 0.0]]], dtype=torch.float64)
+    expected = torch.distributions.Normal(0.0, 1.0).log_prob(x[0, 0, :2]).sum()
+    torch.testing.assert_close(prior._broad_log_prob(x)[0], expected)
