@@ -136,7 +136,8 @@ class PosePrior(nn.Module, abc.ABC):
         return [f"{self.layout.joints[i // 3]}.{'xyz'[i % 3]}" for i in self.constant_dims or []]
 
     def extra_repr(self) -> str:
-        return f"layout={self.layout.name!r}, D={self.dim}"
+        broad = f", broad_weight={self.broad_weight:g}, broad_scale={self.broad_scale:g}" if self.broad_weight else ""
+        return f"layout={self.layout.name!r}, D={self.dim}{broad}"
 
     # ------------------------------------------------------------------ public API
     def log_prob(self, x: Tensor) -> Tensor:
