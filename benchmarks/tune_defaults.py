@@ -29,9 +29,9 @@ import torch
 
 import poseprior
 from poseprior import metrics
-from poseprior.amass import PoseData, load_folder, load_split
+from poseprior.amass import load_folder, load_split
 from poseprior.data import sample_path
-from poseprior.evaluation import action_of, fit_prior
+from poseprior.evaluation import fit_prior, group_folds
 
 VAL_SLACK = 1.0
 TIE = 0.1
@@ -68,19 +68,6 @@ def score_grid(prior: poseprior.PosePrior, fit_x: torch.Tensor, test_x: torch.Te
     return out
 
 
-def folds(data: PoseData, min_frames: int = 200) -> dict[str, tuple[PoseData, PoseData]]:
-    groups: dict[str, list[str]] = {}
-    for f in data.files:
-        groups.setdefault(action_of(f), []).append(f.rsplit("/", 1)[-1])
-    out = {}
-    for g in sorted(groups):
-        held = data.select_files(groups[g])
-        if len(held) >= min_frames:
-            rest = data.select_files([f for h, fs in groups.items() if h != g for f in fs])
-            out[g] = (rest, held)
-    return out
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--prior", required=True, choices=sorted(VARIANTS))
@@ -113,7 +100,7 @@ def main() -> None:
         prior, _ = fit_prior(args.prior, train, generator=gen, prior_kwargs=kwargs, fit_options=fit_options)
         res: dict[str, Any] = {"val": score_grid(prior, train.poses_for("body"), val.poses_for("body")),
                                "val_dim": prior.dim, "folds": {}}
-        for g, (rest, held) in folds(all_data).items():
+        for g, (rest, held) in group_folds(all_data).items():
             prior, _ = fit_prior(args.prior, rest, generator=torch.Generator().manual_seed(0), prior_kwargs=kwargs,
                                  fit_options=fit_options)
             res["folds"][g] = score_grid(prior, rest.poses_for("body"), held.poses_for("body"))
@@ -157,6 +144,12 @@ def choose(results: dict[str, Any]) -> dict[str, Any]:
     return best
 
 
+def before_after(results: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The row without the broad component (default training) and the chosen row."""
+    before = next(r for r in rows(results) if r["variant"] == "default" and r["broad_weight"] == 0)
+    return before, choose(results)
+
+
 def render(name: str, results: dict[str, Any]) -> str:
     table = rows(results)
     chosen = choose(results)
@@ -176,10 +169,7 @@ def summary(results: dict[str, dict[str, Any]]) -> str:
     lines = ["| prior | setting | val NLL | LOAO mean | gap (LOAO - val) |", "|---|---|---|---|---|"]
     per_action = []
     for name, res in results.items():
-        table = rows(res)
-        before = next(r for r in table if r["variant"] == "default" and r["broad_weight"] == 0)
-        after = choose(res)
-        for tag, r in (("before", before), ("after", after)):
+        for tag, r in zip(("before", "after"), before_after(res)):
             setting = f"{r['variant']}, broad_weight={r['broad_weight']:g}, broad_scale={r['broad_scale']:g}"
             lines.append(f"| {name} | {tag}: {setting} | {r['val']:.2f} | {r['loao']:.2f} | {r['loao'] - r['val']:.2f} |")
             per_action.append((f"{name} ({tag})", r["per_action"]))
@@ -199,9 +189,7 @@ def plot(results: dict[str, dict[str, Any]], path: Path) -> None:
 
     labels, val, loao = [], [], []
     for name, res in results.items():
-        table = rows(res)
-        before = next(r for r in table if r["variant"] == "default" and r["broad_weight"] == 0)
-        for tag, r in (("before", before), ("after", choose(res))):
+        for tag, r in zip(("before", "after"), before_after(res)):
             labels.append(f"{name}\n{tag}")
             val.append(r["val"])
             loao.append(min(r["loao"], 40.0))  # clipped: global_flow before is +85

@@ -204,6 +204,25 @@ def action_of(path: str) -> str:
     return name.removesuffix(".npz")
 
 
+def group_folds(
+    data: PoseData, *, group_of: Any = action_of, min_frames: int = 200
+) -> dict[str, tuple[PoseData, PoseData]]:
+    """The leave-one-group-out folds of ``data``: ``{group: (all other groups, the group)}``.
+
+    Files are grouped with ``group_of`` (the action, by default); groups with fewer than
+    ``min_frames`` frames get no fold of their own but stay in the others' training part.
+    """
+    groups: dict[str, list[str]] = {}
+    for f in data.files:
+        groups.setdefault(group_of(f), []).append(f.rsplit("/", 1)[-1])
+    folds = {}
+    for g in sorted(groups):
+        held = data.select_files(groups[g])
+        if len(held) >= min_frames:
+            folds[g] = (data.select_files([f for h, fs in groups.items() if h != g for f in fs]), held)
+    return folds
+
+
 def leave_one_group_out(
     specs: Sequence[str | tuple[str, dict[str, Any]]],
     data: PoseData,
@@ -222,19 +241,13 @@ def leave_one_group_out(
     a value; each fold's NLL is over its own prior's modelled values, and every fold's ``dim`` is
     reported as ``"dim:<group>"``.
     """
-    groups: dict[str, list[str]] = {}
-    for f in data.files:
-        groups.setdefault(group_of(f), []).append(f.rsplit("/", 1)[-1])
-    counts = {g: len(data.select_files(files)) for g, files in groups.items()}
-    folds = [g for g in sorted(groups) if counts[g] >= min_frames]
+    folds = group_folds(data, group_of=group_of, min_frames=min_frames)
     out: dict[str, dict[str, float]] = {}
     for spec in specs:
         name, kwargs = (spec, {}) if isinstance(spec, str) else spec
         key = label(name, kwargs)
         res: dict[str, float] = {}
-        for g in folds:
-            held = data.select_files(groups[g])
-            rest = data.select_files([f for h, fs in groups.items() if h != g for f in fs])
+        for g, (rest, held) in folds.items():
             # A fresh seeded generator per fold (unless one is given): every fold is reproducible alone.
             fold_gen = generator if generator is not None else torch.Generator().manual_seed(0)
             prior, _ = fit_prior(name, rest, layout=layout, quick=quick, generator=fold_gen, prior_kwargs=kwargs)
