@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -56,7 +58,9 @@ def check_pose(x: object, layout: JointLayout, where: str) -> Tensor:
         raise ShapeError(f"{where}: expected shape {expected}, got {shape}{hint}")
     if not x.is_floating_point():
         raise ValueCheckError(f"{where}: expected a floating-point tensor, got dtype {x.dtype}; use x.float()")
-    if not bool(torch.isfinite(x).all()):
+    # One reduction and one sync (NaN and inf propagate through the sum); only a non-finite sum,
+    # or a finite-valued sum that overflowed, pays for the per-element check.
+    if not math.isfinite(float(x.detach().sum())) and not bool(torch.isfinite(x).all()):
         bad = (~torch.isfinite(x)).reshape(-1, j * 3).any(-1).nonzero().flatten()[:5].tolist()
         raise ValueCheckError(
             f"{where}: the poses contain NaN or inf (first bad flattened batch indices: {bad}); "

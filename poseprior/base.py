@@ -153,12 +153,10 @@ class PosePrior(nn.Module, abc.ABC):
         x = self._check(x, "log_prob")
         self._check_initialized("log_prob")
         batch = x.shape[:-2]
-        x = x.reshape(-1, *self.event_shape)
-        lp = self._log_prob(x)
-        if self.broad_weight > 0:
-            lp = torch.logaddexp(lp + math.log1p(-self.broad_weight),
-                                 self._broad_log_prob(x) + math.log(self.broad_weight))
-        return lp.reshape(batch)
+        if x.dim() != 3:  # (no view node in the autograd graph for the usual (N, J, 3))
+            x = x.reshape(-1, *self.event_shape)
+        lp = self._mixture_log_prob(x)
+        return lp if lp.shape == batch else lp.reshape(batch)
 
     def penalty(self, x: Tensor, per_dim: bool = False) -> Tensor:
         r"""Regularization term :math:`-\log p(x)` for use in an optimizer, with shape :math:`(*)`.
@@ -286,6 +284,23 @@ class PosePrior(nn.Module, abc.ABC):
         out = self.constant_values.to(z.dtype).expand(z.shape[0], -1).clone()
         out[:, self.modelled] = z
         return out.reshape(z.shape[0], *self.event_shape)
+
+    def _mixture_log_prob(self, x: Tensor) -> Tensor:
+        """(N, J, 3) -> (N,): the whole density, the model's mixed with the broad component.
+
+        A prior may override it to compute both in one fused pass (``global_flow`` does).
+        """
+        return self._mix(self._log_prob(x), x)
+
+    def _mix(self, model_log_prob: Tensor, x: Tensor) -> Tensor:
+        """(N,) model log-density and (N, J, 3) poses -> (N,) log-density of the mixture."""
+        if self.broad_weight == 0:
+            return model_log_prob
+        # logsumexp, not logaddexp: logaddexp's second derivative is NaN once one side is
+        # e^700 times the other (a pose far from the model's data), logsumexp's is not.
+        terms = [model_log_prob + math.log1p(-self.broad_weight),
+                 self._broad_log_prob(x) + math.log(self.broad_weight)]
+        return torch.logsumexp(torch.stack(terms), 0)
 
     def _broad_log_prob(self, x: Tensor) -> Tensor:
         """(N, J, 3) -> (N,): log-density of the broad per-value Gaussian component.

@@ -107,3 +107,26 @@ def test_an_unfitted_broad_component_is_a_proper_density() -> None:
     x = torch.tensor([[[0.3, -0.2, 0.0]]], dtype=torch.float64)
     expected = torch.distributions.Normal(0.0, 1.0).log_prob(x[0, 0, :2]).sum()
     torch.testing.assert_close(prior._broad_log_prob(x)[0], expected)
+
+
+@names
+def test_second_derivatives_of_the_mixture_are_finite_far_from_the_data(name: str) -> None:
+    # Far away the model's density is e^-700 times the broad one's or less; logaddexp's second
+    # derivative was NaN there (inf / inf), the logsumexp of the mixture is not.
+    prior, data = _fitted(name, 0.3)
+    x = torch.cat([data[:3], data[:3] + 8.0]).clone().requires_grad_(True)
+    (g,) = torch.autograd.grad(prior.log_prob(x).sum(), x, create_graph=True)
+    (h,) = torch.autograd.grad(g.pow(2).sum(), x)
+    assert torch.isfinite(g).all() and torch.isfinite(h).all()
+
+
+@names
+def test_log_prob_can_be_modified_in_place(name: str) -> None:
+    # Scores are ordinary tensors on every path (the fused one computes in inference mode).
+    prior, data = _fitted(name, 0.3)
+    prior.requires_grad_(False)
+    with torch.no_grad():
+        scores = prior.log_prob(data[:4])
+        expected = scores[1:].clone()
+        scores[0] = 0.0
+        torch.testing.assert_close(scores[1:], expected)

@@ -219,3 +219,14 @@ def test_full_layout_errors_name_the_format(name: str) -> None:
         prior.log_prob(torch.zeros(2, 53, 3))
     with pytest.raises(ShapeError, match=r"52 joints is the 'smplh' layout"):
         prior.log_prob(torch.zeros(2, 52, 3))
+
+
+def test_finite_values_whose_sum_overflows_are_accepted() -> None:
+    # The NaN/inf check sums first; a sum that overflows falls back to the per-element check.
+    from poseprior._checks import check_pose
+
+    x = torch.full((2, 1, 3), 3e38)
+    assert check_pose(x, ONE_JOINT, "here") is x
+    x[1, 0, 2] = float("inf")
+    with pytest.raises(ValueCheckError, match=r"NaN or inf \(first bad flattened batch indices: \[1\]\)"):
+        check_pose(x, ONE_JOINT, "here")

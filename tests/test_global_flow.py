@@ -289,8 +289,7 @@ def test_frozen_prior_fused_path_equals_the_module_path(standardize: str, dtype:
     (expected_grad,) = torch.autograd.grad(expected.sum(), x)
     prior.requires_grad_(False)
     lp = prior.log_prob(x)
-    node = lp.grad_fn.next_functions[0][0]
-    assert prior._fused() is not None and type(node).__name__ == "_FusedLogProbBackward"
+    assert prior._fused() is not None and type(lp.grad_fn).__name__ == "_FusedLogProbBackward"
     (grad,) = torch.autograd.grad(lp.sum(), x)
     torch.testing.assert_close(lp, expected, **tol)
     torch.testing.assert_close(grad, expected_grad, **tol)
@@ -358,3 +357,29 @@ def test_fused_path_keeps_higher_derivatives_and_torch_func() -> None:
     for got, want in zip(hvp(), expected):
         torch.testing.assert_close(got, want)
     torch.testing.assert_close(torch.func.grad(lambda y: prior.log_prob(y).sum())(data[:3]), expected_func)
+
+
+def test_frozen_fused_path_includes_the_broad_component() -> None:
+    # The mixture is computed inside the fused pass (one autograd node): same density, same
+    # gradient as the module path mixed with the broad component, whichever component dominates.
+    gen = torch.Generator().manual_seed(5)
+    prior = GlobalFlowPrior("left_hand", blocks=3, hidden_features=16, broad_weight=0.3).double()
+    data = _data(300, 0, torch.float64)
+    prior.initialize(data)
+    with torch.no_grad():
+        for p in prior.flow.parameters():
+            p.add_(0.02 * torch.randn(p.shape, generator=gen, dtype=p.dtype))
+    x = torch.cat([data[:6], 3.0 * data[6:9]]).clone().requires_grad_(True)
+    expected = prior._plain_mixture(x)
+    (expected_grad,) = torch.autograd.grad(expected.sum(), x)
+    model, broad = prior._plain_density(x), prior._broad_log_prob(x)
+    responsibility = torch.sigmoid(model + math.log(0.7) - broad - math.log(0.3))
+    assert (responsibility > 0.05).any() and (responsibility < 0.05).any()  # both components matter
+    prior.requires_grad_(False)
+    lp = prior.log_prob(x)
+    assert type(lp.grad_fn).__name__ == "_FusedLogProbBackward"
+    (grad,) = torch.autograd.grad(lp.sum(), x)
+    torch.testing.assert_close(lp, expected)
+    torch.testing.assert_close(grad, expected_grad)
+    with torch.no_grad():
+        torch.testing.assert_close(prior.log_prob(x), expected)

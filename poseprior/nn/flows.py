@@ -43,6 +43,7 @@ __all__ = [
     "BoundedAffineCoupling",
     "BoundedMaskedAffineAutoregressive",
     "FixedPermutation",
+    "Broad",
     "FusedMAFDensity",
     "TransformStack",
     "build_flow",
@@ -497,21 +498,50 @@ class FusedMAFDensity:
                 out.append((t._buffers, "indices"))
         return out
 
-    def log_prob(self, x: Tensor, impl: Callable | None = None) -> Tensor:
-        """(N, D_in) -> (N,) log-density; ``impl`` replaces :func:`fused_maf_log_prob` (a compiled copy)."""
-        impl = impl or fused_maf_log_prob
-        return impl(x, self.tensors, self.features, self.residual_blocks, self.bound, False)[0]
+    def log_prob(self, x: Tensor, impl: Callable | None = None, broad: Broad | None = None) -> Tensor:
+        """(N, D_in) -> (N,) log-density.
 
-    def log_prob_and_grad(self, x: Tensor, impl: Callable | None = None) -> tuple[Tensor, Tensor]:
-        """(N, D_in) -> the (N,) log-density and its (N, D_in) gradient with respect to each row of ``x``."""
+        ``impl`` replaces :func:`fused_maf_log_prob` (a compiled copy); ``broad`` mixes in a
+        diagonal Gaussian in the same pass (see :func:`fused_maf_log_prob`).
+        """
         impl = impl or fused_maf_log_prob
-        return impl(x, self.tensors, self.features, self.residual_blocks, self.bound, True)
+        with torch.inference_mode():  # no autograd bookkeeping per operation
+            lp = impl(x, self.tensors, self.features, self.residual_blocks, self.bound, False, broad)[0]
+        return lp.clone()  # a normal tensor: callers may modify it in place
+
+    def log_prob_and_grad(
+        self, x: Tensor, impl: Callable | None = None, broad: Broad | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """(N, D_in) -> the (N,) log-density and its (N, D_in) gradient with respect to each row of ``x``.
+
+        Both are computed under ``torch.inference_mode`` (no autograd bookkeeping per operation)
+        and are inference tensors: use them as inputs, clone them to modify them in place.
+        """
+        impl = impl or fused_maf_log_prob
+        with torch.inference_mode():
+            return impl(x, self.tensors, self.features, self.residual_blocks, self.bound, True, broad)
+
+
+Broad = tuple[Tensor, Tensor, Tensor, Tensor, float]
+"""A diagonal Gaussian to mix in: ``(shift, inv_scale, neg_inv_scale, log_const, log_weight_flow)``.
+
+With ``zs = x * inv_scale + shift`` the standardized values (``inv_scale`` 0 where a value is left
+out, ``neg_inv_scale = -inv_scale``), the Gaussian's weighted log-density is
+``log_const - |zs|^2 / 2`` (``log_const``, a 0-d tensor, holds its normalizing constant and the
+log of its mixture weight); ``log_weight_flow`` is the log of the flow's mixture weight.
+"""
 
 
 def fused_maf_log_prob(
-    x: Tensor, tensors: list[Tensor], features: int, residual_blocks: int, bound: float, grad: bool
+    x: Tensor, tensors: list[Tensor], features: int, residual_blocks: int, bound: float, grad: bool,
+    broad: Broad | None = None,
 ) -> tuple[Tensor, Tensor | None]:
-    """The computation of :class:`FusedMAFDensity`: log-density and (if ``grad``) per-row gradient."""
+    r"""The computation of :class:`FusedMAFDensity`: log-density and (if ``grad``) per-row gradient.
+
+    With ``broad``, the density is the mixture :math:`\log(e^{\log w_f + \log p_f(x)} +
+    e^{\log w + \log \mathcal{N}(x)})` of the flow and the diagonal Gaussian, and the gradient is
+    the responsibility-weighted sum of theirs, all in the same pass.
+    """
     d = features
     matrix, matrix_t, offset, const, bound_t, one = tensors[:6]
     per = 7 + 6 * residual_blocks
@@ -535,6 +565,12 @@ def fused_maf_log_prob(
         acc = w if acc is None else acc + w
         a = y
     lp = torch.addcmul(acc * bound, a, a, value=-0.5).sum(-1).add_(const)
+    if broad is not None:
+        shift, inv_scale, neg_inv_scale, log_const, log_weight_flow = broad
+        zs = torch.addcmul(shift, x, inv_scale)
+        log_broad = torch.add(log_const, zs.square().sum(-1), alpha=-0.5)
+        lp_flow = lp + log_weight_flow
+        lp = torch.logaddexp(lp_flow, log_broad)
     if not grad:
         return lp, None
     gy = -a  # d/dz of -|z|^2 / 2
@@ -549,4 +585,10 @@ def fused_maf_log_prob(
             gt = torch.ops.aten.threshold_backward(torch.mm(gh, w2), t, 0)
             gh = gh + torch.ops.aten.threshold_backward(torch.mm(gt, w1), h, 0)
         gy = torch.addmm(ga, gh, blk[2])
-    return lp, torch.mm(gy, matrix_t)
+    g = torch.mm(gy, matrix_t)
+    if broad is None:
+        return lp, g
+    # d/dx of the mixture: r grad_flow + (1 - r) grad_broad, r the flow's responsibility and
+    # grad_broad = -zs * inv_scale.
+    r = torch.sigmoid(lp_flow - log_broad)[:, None]
+    return lp, torch.lerp(zs.mul_(neg_inv_scale), g, r)

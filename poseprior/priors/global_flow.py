@@ -12,7 +12,7 @@ from torch import Tensor
 
 from ..base import PosePrior
 from ..formats.layouts import JointLayout
-from ..nn.flows import FusedMAFDensity, build_flow, fused_maf_log_prob
+from ..nn.flows import Broad, FusedMAFDensity, build_flow, fused_maf_log_prob
 from ..registry import register_prior
 
 # Training defaults of GlobalFlowPrior.fit (overridable per call). On the CMU body split (14.5k
@@ -112,8 +112,8 @@ class GlobalFlowPrior(PosePrior):
     """
 
     requires_initialization = True
-    _fused_sources: tuple | None = None  # (flow, FusedMAFDensity.sources(flow) + the standardization)
-    _fused_cache: tuple | None = None  # (key, tensors, FusedMAFDensity)
+    _fused_sources: tuple | None = None  # (flow, dicts, names): where the fused density's tensors live
+    _fused_cache: tuple | None = None  # (key, tensors, FusedMAFDensity, Broad constants or None)
     _compiled_fused: Callable | None = None  # torch.compile(fused_maf_log_prob), see compile()
 
     def __init__(
@@ -218,17 +218,32 @@ class GlobalFlowPrior(PosePrior):
         return -0.5 * z.pow(2).sum(-1) + logdet + (self.whiten.diagonal().log().sum() - const)
 
     def _log_prob(self, x: Tensor) -> Tensor:
-        fused = self._fused()
-        if fused is not None:
-            flat = x.reshape(x.shape[0], -1)
-            if torch.is_grad_enabled() and flat.requires_grad:
-                return _FusedLogProb.apply(flat, fused, self._compiled_fused, self._plain_flat_density)
-            return fused.log_prob(flat, self._compiled_fused)
-        v = self._select(x)
-        return (self._compiled or self._density)(v)
+        return self._fused_or_plain(x, mixture=False)
 
-    def _plain_flat_density(self, flat: Tensor) -> Tensor:
-        return (self._compiled or self._density)(flat[:, self.modelled])
+    def _mixture_log_prob(self, x: Tensor) -> Tensor:
+        return self._fused_or_plain(x, mixture=self.broad_weight > 0)
+
+    def _fused_or_plain(self, x: Tensor, mixture: bool) -> Tensor:
+        """(N, J, 3) -> (N,): the flow's density, or (``mixture``) the mixture with the broad component.
+
+        The fused density when it can be used (see :meth:`_fused`), with the broad component in
+        the same pass: at batch 1 each autograd node costs as much as a small matrix product.
+        """
+        fused = self._fused()
+        if fused is None:
+            lp = (self._compiled or self._density)(self._select(x))
+            return self._mix(lp, x) if mixture else lp
+        broad = self._fused_cache[3] if mixture else None
+        if torch.is_grad_enabled() and x.requires_grad:
+            plain = self._plain_mixture if mixture else self._plain_density
+            return _FusedLogProb.apply(x, fused, self._compiled_fused, plain, broad)
+        return fused.log_prob(x.reshape(x.shape[0], -1), self._compiled_fused, broad)
+
+    def _plain_density(self, x: Tensor) -> Tensor:
+        return (self._compiled or self._density)(self._select(x))
+
+    def _plain_mixture(self, x: Tensor) -> Tensor:
+        return self._mix(self._plain_density(x), x)
 
     def _fused(self) -> FusedMAFDensity | None:
         """The fused density of the current weights if it can be used now (else ``None``).
@@ -246,12 +261,15 @@ class GlobalFlowPrior(PosePrior):
         flow = self.flow
         sources = self._fused_sources
         if sources is None or sources[0] is not flow:
-            here = [(self._buffers, "loc"), (self._buffers, "whiten"), (self._buffers, "modelled")]
-            sources = self._fused_sources = (flow, here + FusedMAFDensity.sources(flow))
-        tensors = [d[name] for d, name in sources[1]]
+            here = [(self._buffers, name) for name in
+                    ("loc", "whiten", "modelled", "broad_loc", "broad_inv_scale", "broad_log_norm")
+                    if name in self._buffers]  # (no broad buffers when broad_weight = 0)
+            pairs = here + FusedMAFDensity.sources(flow)
+            sources = self._fused_sources = (flow, [d for d, _ in pairs], [name for _, name in pairs])
+        tensors = list(map(dict.__getitem__, sources[1], sources[2]))  # (a C loop: ~90 tensors)
         if torch.is_grad_enabled() and any(map(_REQUIRES_GRAD, tensors)):
             return None
-        key = (list(map(_VERSION, tensors)), list(map(_DATA_PTR, tensors)))
+        key = (list(map(_VERSION, tensors)), list(map(_DATA_PTR, tensors)), self.broad_weight)
         cache = self._fused_cache
         if cache is None or cache[0] != key or not all(map(operator.is_, tensors, cache[1])):
             d_in = self.modelled.numel()
@@ -259,7 +277,11 @@ class GlobalFlowPrior(PosePrior):
             matrix[self.modelled] = self.whiten.T
             const = float(self.whiten.diagonal().log().sum()) - 0.5 * self.dim * math.log(2 * math.pi)
             fused = FusedMAFDensity(self.flow, matrix, -self.loc @ self.whiten.T, const)
-            cache = self._fused_cache = (key, tensors, fused)
+            broad = None
+            if self.broad_weight > 0:  # the broad component's constants (Broad in nn/flows.py)
+                w, inv = self.broad_weight, self.broad_inv_scale
+                broad = (-self.broad_loc * inv, inv, -inv, self.broad_log_norm + math.log(w), math.log1p(-w))
+            cache = self._fused_cache = (key, tensors, fused, broad)
         return cache[2]
 
     def _training_loss(self, x: Tensor) -> Tensor:
@@ -361,7 +383,7 @@ class GlobalFlowPrior(PosePrior):
 
 
 class _FusedLogProb(torch.autograd.Function):
-    """``log_prob`` of flattened poses through :class:`FusedMAFDensity`, with its hand-written gradient.
+    """``log_prob`` of poses ``(N, J, 3)`` through :class:`FusedMAFDensity`, with its hand-written gradient.
 
     Only the pose gets a gradient (the prior is frozen when this is used). Under
     ``create_graph=True`` (a Hessian, a gradient penalty) the backward recomputes the gradient
@@ -371,19 +393,21 @@ class _FusedLogProb(torch.autograd.Function):
 
     @staticmethod
     def forward(
-        ctx: Any, flat: Tensor, fused: FusedMAFDensity, impl: Callable | None,
-        plain: Callable[[Tensor], Tensor],
+        ctx: Any, x: Tensor, fused: FusedMAFDensity, impl: Callable | None,
+        plain: Callable[[Tensor], Tensor], broad: Broad | None,
     ) -> Tensor:
-        lp, ctx.grad = fused.log_prob_and_grad(flat, impl)
+        # (N, J, 3) in, reshaped here rather than by the caller: no view node in the graph.
+        lp, grad = fused.log_prob_and_grad(x.reshape(x.shape[0], -1), impl, broad)
+        ctx.grad = grad.view(x.shape)
         ctx.plain = plain
-        ctx.save_for_backward(flat)
-        return lp
+        ctx.save_for_backward(x)
+        return lp.clone()  # not an inference tensor: callers may modify it in place
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None, None]:
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None, None, None]:
         if torch.is_grad_enabled():  # create_graph=True: a differentiable gradient
-            (flat,) = ctx.saved_tensors
+            (x,) = ctx.saved_tensors
             with torch.enable_grad():
-                (g,) = torch.autograd.grad(ctx.plain(flat), flat, grad, create_graph=True)
-            return g, None, None, None
-        return grad[:, None] * ctx.grad, None, None, None
+                (g,) = torch.autograd.grad(ctx.plain(x), x, grad, create_graph=True)
+            return g, None, None, None, None
+        return grad[:, None, None] * ctx.grad, None, None, None, None
