@@ -506,7 +506,7 @@ class FusedMAFDensity:
         """
         impl = impl or fused_maf_log_prob
         with torch.inference_mode():  # no autograd bookkeeping per operation
-            lp = impl(x, self.tensors, self.features, self.residual_blocks, self.bound, False, broad)[0]
+            lp = impl(x.detach(), self.tensors, self.features, self.residual_blocks, self.bound, False, broad)[0]
         return lp.clone()  # a normal tensor: callers may modify it in place
 
     def log_prob_and_grad(
@@ -518,8 +518,8 @@ class FusedMAFDensity:
         and are inference tensors: use them as inputs, clone them to modify them in place.
         """
         impl = impl or fused_maf_log_prob
-        with torch.inference_mode():
-            return impl(x, self.tensors, self.features, self.residual_blocks, self.bound, True, broad)
+        with torch.inference_mode():  # (x detached: one compiled graph whether or not x requires grad)
+            return impl(x.detach(), self.tensors, self.features, self.residual_blocks, self.bound, True, broad)
 
 
 Broad = tuple[Tensor, Tensor, Tensor, Tensor, float]
