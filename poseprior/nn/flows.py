@@ -42,8 +42,8 @@ __all__ = [
     "ActNorm",
     "BoundedAffineCoupling",
     "BoundedMaskedAffineAutoregressive",
-    "FixedPermutation",
     "Broad",
+    "FixedPermutation",
     "FusedMAFDensity",
     "TransformStack",
     "build_flow",
@@ -396,6 +396,16 @@ def _build(
     return TransformStack(layers)
 
 
+Broad = tuple[Tensor, Tensor, Tensor, Tensor, float]
+"""A diagonal Gaussian to mix in: ``(shift, inv_scale, neg_inv_scale, log_const, log_weight_flow)``.
+
+With ``zs = x * inv_scale + shift`` the standardized values (``inv_scale`` 0 where a value is left
+out, ``neg_inv_scale = -inv_scale``), the Gaussian's weighted log-density is
+``log_const - |zs|^2 / 2`` (``log_const``, a 0-d tensor, holds its normalizing constant and the
+log of its mixture weight); ``log_weight_flow`` is the log of the flow's mixture weight.
+"""
+
+
 class FusedMAFDensity:
     r"""A frozen, fused ``x -> log N(f(x A + c) | 0, I) + log|det|`` for a MAF stack, with its gradient.
 
@@ -498,6 +508,9 @@ class FusedMAFDensity:
                 out.append((t._buffers, "indices"))
         return out
 
+    def _args(self, grad: bool) -> tuple:
+        return self.tensors, self.features, self.residual_blocks, self.bound, grad
+
     def log_prob(self, x: Tensor, impl: Callable | None = None, broad: Broad | None = None) -> Tensor:
         """(N, D_in) -> (N,) log-density.
 
@@ -506,7 +519,7 @@ class FusedMAFDensity:
         """
         impl = impl or fused_maf_log_prob
         with torch.inference_mode():  # no autograd bookkeeping per operation
-            lp = impl(x.detach(), self.tensors, self.features, self.residual_blocks, self.bound, False, broad)[0]
+            lp = impl(x.detach(), *self._args(False), broad)[0]
         return lp.clone()  # a normal tensor: callers may modify it in place
 
     def log_prob_and_grad(
@@ -519,17 +532,7 @@ class FusedMAFDensity:
         """
         impl = impl or fused_maf_log_prob
         with torch.inference_mode():  # (x detached: one compiled graph whether or not x requires grad)
-            return impl(x.detach(), self.tensors, self.features, self.residual_blocks, self.bound, True, broad)
-
-
-Broad = tuple[Tensor, Tensor, Tensor, Tensor, float]
-"""A diagonal Gaussian to mix in: ``(shift, inv_scale, neg_inv_scale, log_const, log_weight_flow)``.
-
-With ``zs = x * inv_scale + shift`` the standardized values (``inv_scale`` 0 where a value is left
-out, ``neg_inv_scale = -inv_scale``), the Gaussian's weighted log-density is
-``log_const - |zs|^2 / 2`` (``log_const``, a 0-d tensor, holds its normalizing constant and the
-log of its mixture weight); ``log_weight_flow`` is the log of the flow's mixture weight.
-"""
+            return impl(x.detach(), *self._args(True), broad)
 
 
 _relu_backward = torch.ops.aten.threshold_backward.default  # grad * (input > threshold)
