@@ -37,13 +37,18 @@ VAL_SLACK = 1.0
 TIE = 0.1
 WEIGHTS = (0.0, 0.01, 0.03, 0.1, 0.3)
 SCALES = (1.0, 1.5, 2.0, 3.0)
+_B4R2H128 = {"blocks": 4, "residual_blocks": 2, "hidden_features": 128}  # global_flow's earlier default
 VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
     "gaussian": {"default": {}, "diagonal": {"covariance": "diagonal"}},
     "joint_flow": {"default": {}},
     "global_flow": {
+        # The default (3 blocks of one 205-wide residual block, 345K parameters) replaced 4 blocks
+        # of two 128-wide ones (341K): as good on val and held-out actions, with 40% fewer
+        # operations in a batch-1 regularizer step (109 against 175), which the count bounds.
         "default": {},
-        "noise0.05": {"noise_std": 0.05},
-        "wd0.01": {"fit": {"weight_decay": 0.01}},
+        "b4r2h128": dict(_B4R2H128),
+        "b4r2h128_noise0.05": {**_B4R2H128, "noise_std": 0.05},
+        "b4r2h128_wd0.01": {**_B4R2H128, "fit": {"weight_decay": 0.01}},
     },
 }
 

@@ -45,8 +45,8 @@ def robustness(prior: poseprior.PosePrior) -> str:
     return (
         head + ", chosen by the leave-one-action-out protocol (`benchmarks/tune_defaults.py`, "
         "[docs/generalization.md](../../docs/generalization.md)): fit on all other actions of the CMU sample, "
-        "score the held-out action, average over the actions. In the protocol's own runs (1 CPU thread, so "
-        "their val NLL differs from this checkpoint's in the second decimal: summation order):\n"
+        "score the held-out action, average over the actions. In the protocol's own runs (their val NLL "
+        "can differ from this checkpoint's in the second decimal: thread count and summation order):\n"
         f"- Without it: val NLL {res['val'][plain]:.2f}, leave-one-action-out mean NLL {loao(plain):.2f}.\n"
         f"- With it: val NLL {res['val'][key]:.2f}, leave-one-action-out mean NLL {loao(key):.2f}."
     )

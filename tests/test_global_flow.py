@@ -44,9 +44,9 @@ def test_default_size_and_description() -> None:
     assert prior.dim == 49 and 320_000 < n < 360_000, n  # the design's ~343K
     assert prior.requires_initialization and prior.has_exact_log_prob
     actnorms = [m for m in prior.modules() if isinstance(m, ActNorm)]
-    assert len(actnorms) == 4
+    assert len(actnorms) == prior.blocks == 3
     keys = prior.state_dict().keys()
-    assert sum(k.endswith(".initialized") for k in keys) == 4 and "initialized" in keys  # ActNorms + prior
+    assert sum(k.endswith(".initialized") for k in keys) == 3 and "initialized" in keys  # ActNorms + prior
     assert {"loc", "whiten"} <= set(keys) and any(k.endswith("inverse_indices") for k in keys)
 
 
