@@ -239,8 +239,7 @@ class GlobalFlowPrior(PosePrior):
         """
         fused = self._fused()
         if fused is None:
-            lp = (self._compiled or self._density)(self._select(x))
-            return self._mix(lp, x) if mixture else lp
+            return self._plain_mixture(x) if mixture else self._plain_density(x)
         broad = self._fused_cache[3] if mixture else None
         if torch.is_grad_enabled() and x.requires_grad:
             plain = self._plain_mixture if mixture else self._plain_density
