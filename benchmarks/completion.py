@@ -37,7 +37,7 @@ from torch import Tensor
 import poseprior
 from poseprior.amass import PoseData, load_split
 from poseprior.data import sample_path
-from poseprior.evaluation import fit_prior, hold_out_files, label
+from poseprior.evaluation import bench_specs, fit_prior, hold_out_files, label
 from poseprior.fitting import DEFAULT_WEIGHT, fit_to_joints
 from poseprior.formats.rotations import axis_angle_to_matrix, geodesic_angle
 from poseprior.kinematics import SKELETON_JOINTS, forward_kinematics
@@ -55,7 +55,7 @@ SWEEP_WEIGHTS = (1e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2)
 
 def prior_specs(names: list[str] | None) -> tuple[list[tuple[str, dict[str, Any]]], list[str]]:
     """The priors to compare and the registered priors skipped (with why)."""
-    specs: list[tuple[str, dict[str, Any]]] = [("gaussian", {"covariance": "diagonal"}), ("gaussian", {})]
+    specs: list[tuple[str, dict[str, Any]]] = bench_specs(["gaussian"])
     skipped = []
     for name in poseprior.list_priors():
         if name == "gaussian":

@@ -31,7 +31,7 @@ import poseprior
 from poseprior import metrics
 from poseprior.amass import load_folder, load_split
 from poseprior.data import sample_path
-from poseprior.evaluation import fit_prior, group_folds
+from poseprior.evaluation import bench_variants, fit_prior, group_folds
 
 VAL_SLACK = 1.0
 TIE = 0.1
@@ -39,7 +39,7 @@ WEIGHTS = (0.0, 0.01, 0.03, 0.1, 0.3)
 SCALES = (1.0, 1.5, 2.0, 3.0)
 _B4R2H128 = {"blocks": 4, "residual_blocks": 2, "hidden_features": 128}  # global_flow's earlier default
 VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
-    "gaussian": {"default": {}, "diagonal": {"covariance": "diagonal"}},
+    "gaussian": bench_variants("gaussian"),
     "joint_flow": {"default": {}},
     "global_flow": {
         # The default (3 blocks of one 205-wide residual block, 345K parameters) replaced 4 blocks

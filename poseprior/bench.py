@@ -36,7 +36,7 @@ from . import metrics
 from ._reference import NaivePerJointFlow, matched_naive_flow, parameter_count
 from .amass import PoseData
 from .base import PosePrior
-from .evaluation import Result, evaluate, label, leave_one_group_out, markdown_table
+from .evaluation import Result, bench_specs, evaluate, label, leave_one_group_out, markdown, markdown_table
 
 
 def _rate(fn: Callable[[], object], n: int, min_seconds: float = 0.3, repeats: int = 3) -> float:
@@ -212,21 +212,17 @@ NAIVE_COLUMNS = tuple(
 
 
 def _table(rows: Sequence[Result], columns: Sequence[str]) -> str:
-    lines = ["| prior | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
-    for r in rows:
-        cells = []
-        for c in columns:
-            v = r.extra.get(c)
-            if v is None:
-                cells.append("-")
-            elif isinstance(v, float) and abs(v) >= 1000:
-                cells.append(f"{v:,.0f}")
-            elif isinstance(v, float):
-                cells.append(f"{v:.3g}" if abs(v) < 1 else f"{v:.2f}")
-            else:
-                cells.append(str(v))
-        lines.append(f"| {r.prior} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    return markdown(["prior", *columns], [[r.prior, *(_cell(r.extra.get(c)) for c in columns)] for r in rows])
+
+
+def _cell(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float) and abs(v) >= 1000:
+        return f"{v:,.0f}"
+    if isinstance(v, float):
+        return f"{v:.3g}" if abs(v) < 1 else f"{v:.2f}"
+    return str(v)
 
 
 def render(rows: Sequence[Result], *, quick: bool = False) -> str:
@@ -316,14 +312,9 @@ def write(rows: Sequence[Result], out: Path, *, quick: bool = False) -> None:
     plt.close(fig)
 
 
-def default_specs(names: Sequence[str]) -> list[str | tuple[str, dict[str, Any]]]:
-    """The benchmark's rows: every prior with its defaults, and the diagonal Gaussian too."""
-    specs: list[str | tuple[str, dict[str, Any]]] = []
-    for n in names:
-        if n == "gaussian":
-            specs.append(("gaussian", {"covariance": "diagonal"}))
-        specs.append(n)
-    return specs
+def default_specs(names: Sequence[str]) -> list[tuple[str, dict[str, Any]]]:
+    """The benchmark's rows: every variant of each prior (:data:`~poseprior.evaluation.BENCH_VARIANTS`)."""
+    return bench_specs(names)
 
 
 __all__ = ["default_specs", "label", "render", "run", "sample_quality", "speed", "write"]

@@ -26,6 +26,22 @@ log = logging.getLogger("poseprior")
 QUICK_EPOCHS = 2
 """Epochs used by ``quick`` runs (smoke tests): the numbers are then not representative."""
 
+BENCH_VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
+    "gaussian": {"diagonal": {"covariance": "diagonal"}, "default": {}},
+}
+"""The rows ``poseprior demo``, ``poseprior bench`` and ``benchmarks/`` show for a prior: variant
+name -> constructor arguments, in row order. A prior not listed has one row, its defaults."""
+
+
+def bench_variants(name: str) -> dict[str, dict[str, Any]]:
+    """The named variants of prior ``name`` (see :data:`BENCH_VARIANTS`), as fresh dicts."""
+    return {k: dict(v) for k, v in BENCH_VARIANTS.get(name, {"default": {}}).items()}
+
+
+def bench_specs(names: Sequence[str]) -> list[tuple[str, dict[str, Any]]]:
+    """The rows for priors ``names``: ``(name, kwargs)`` for every variant of each, in order."""
+    return [(n, kwargs) for n in names for kwargs in bench_variants(n).values()]
+
 
 @dataclass
 class Result:
@@ -146,12 +162,22 @@ def evaluate(
     return rows, priors
 
 
+def markdown(head: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A markdown table of ``head`` and ``rows`` of cells already formatted as strings.
+
+    The one table writer of the package: :func:`markdown_table`, the benchmark report and the
+    ``poseprior`` commands render through it.
+    """
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
 def markdown_table(rows: Sequence[Result], extra_columns: Sequence[str] = ()) -> str:
     """Renders results as a markdown table (NLL in nats per pose; ``~`` marks an estimate)."""
     head = ["prior", "layout", "D", "log_prob", "params", "fit s", "train NLL", "val NLL", "val BPD", *extra_columns]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in rows:
-        cells = [
+    cells = [
+        [
             r.prior,
             r.layout,
             str(r.dim),
@@ -163,8 +189,9 @@ def markdown_table(rows: Sequence[Result], extra_columns: Sequence[str] = ()) ->
             f"{r.val_bpd:.3f}",
             *(_fmt(r.extra.get(c)) for c in extra_columns),
         ]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        for r in rows
+    ]
+    return markdown(head, cells)
 
 
 def _fmt(v: Any) -> str:

@@ -19,3 +19,20 @@ def test_group_folds_hold_out_each_action_and_train_on_the_others() -> None:
         assert g not in {action_of(f) for f in rest.files}
         assert sorted(rest.files + held.files) == sorted(data.files)  # small groups stay in training
         assert len(rest) + len(held) == len(data)
+
+
+def test_one_markdown_writer_and_one_declaration_of_the_benchmark_rows() -> None:
+    from poseprior import bench
+    from poseprior.evaluation import Result, bench_specs, markdown, markdown_table
+
+    assert markdown(["a", "b"], [["1", "2"]]) == "| a | b |\n|---|---|\n| 1 | 2 |"
+    row = Result("gaussian", "body", 3, True, 1234, 0.5, 1.0, 2.0, 0.5, {"x": 12345.6})
+    assert markdown_table([row], ("x",)).splitlines()[2] == (
+        "| gaussian | body | 3 | exact | 1,234 | 0.5 | 1.00 | 2.00 | 0.500 | 12345.60 |"
+    )
+    assert bench._table([row], ("x", "y")) == "| prior | x | y |\n|---|---|---|\n| gaussian | 12,346 | - |"
+    specs = bench_specs(["gaussian", "joint_flow"])
+    assert specs == [("gaussian", {"covariance": "diagonal"}), ("gaussian", {}), ("joint_flow", {})]
+    assert bench.default_specs(["gaussian", "joint_flow"]) == specs
+    specs[0][1]["covariance"] = "full"  # the caller's copy; the declaration is unchanged
+    assert bench_specs(["gaussian"])[0] == ("gaussian", {"covariance": "diagonal"})
