@@ -467,3 +467,40 @@ def test_bundled_sample_is_small_and_complete() -> None:
     assert sum(p.stat().st_size for p in folder.iterdir()) < 5 * 1024 * 1024
     readme = (folder / "README.md").read_text(encoding="utf-8")
     assert "The data used in this project was obtained from mocap.cs.cmu.edu" in readme
+
+
+# ---------------------------------------------------------------------------------- writing
+def test_save_npz_round_trips_through_load_npz(tmp_path: Path) -> None:
+    from poseprior.amass import save_npz
+
+    x = 0.1 * torch.randn(4, 21, 3, generator=torch.Generator().manual_seed(0))
+    # np.savez's rule: ".npz" is appended to a name without it; the path written is returned.
+    path = save_npz(tmp_path / "poses", x, "body", fps=60.0, extra={"raw": x.numpy()})
+    assert path == tmp_path / "poses.npz" and path.is_file()
+    data = load_npz(path)
+    assert data.source_layouts == ["smplh"] and data.fps == [60.0]
+    torch.testing.assert_close(data.poses_for("body"), x)
+    assert not data.poses[:, 0].any()  # the root (not in the layout) is zero
+    with np.load(path) as f:
+        np.testing.assert_array_equal(f["raw"], x.numpy())
+        assert str(f["gender"]) == "neutral"
+    assert save_npz(tmp_path / "b.npz", x, "body") == tmp_path / "b.npz"
+
+
+def test_write_npz_is_atomic(tmp_path: Path) -> None:
+    from poseprior.amass import write_npz
+
+    path = tmp_path / "out.data"  # any suffix: the exact name is written
+    assert write_npz(path, {"a": np.arange(3)}) == path
+    with np.load(path) as f:
+        np.testing.assert_array_equal(f["a"], np.arange(3))
+
+    class Unsaveable:  # np.savez fails on it halfway through writing the archive
+        def __array__(self, *args: object, **kwargs: object) -> np.ndarray:
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        write_npz(path, {"b": np.ones(1000), "c": Unsaveable()})
+    with np.load(path) as f:  # the previous file is intact, no temporary file is left behind
+        assert f.files == ["a"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.data"]

@@ -1,0 +1,120 @@
+"""Helpers the ``poseprior`` commands share: data folders, checkpoints, prior arguments, sample files."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from ..errors import CheckpointError, DataError, PosePriorError, UnknownPriorError
+
+if TYPE_CHECKING:
+    from ..base import PosePrior
+
+
+def data_folder(path: str | None) -> Path:
+    """``--data``, or the bundled CMU sample when it is not given."""
+    if path is None:
+        from ..data import sample_path
+
+        return sample_path()
+    return Path(path)
+
+
+def existing_folder(path: str | Path, what: str = "data folder") -> Path:
+    """``path`` as a folder that exists, else a :class:`DataError` naming ``--data``."""
+    folder = Path(path)
+    if not folder.exists():
+        raise DataError(f"{what} {str(folder)!r} does not exist; check the path given to --data")
+    if not folder.is_dir():
+        raise DataError(
+            f"{what} {str(folder)!r} is not a folder; --data takes a folder of npz files with a splits.json"
+        )
+    return folder
+
+
+def parse_prior_args(items: Sequence[str] | None) -> dict[str, Any]:
+    """``["blocks=2", "transform=coupling"]`` -> ``{"blocks": 2, "transform": "coupling"}``.
+
+    Values are parsed as JSON when they parse (numbers, booleans, lists), else kept as strings.
+    """
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.isidentifier():
+            raise PosePriorError(
+                f"--prior-args takes KEY=VALUE items (e.g. blocks=2 transform=coupling), got {item!r}"
+            )
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def import_training() -> Any:
+    """``poseprior.training``, or a one-line error saying what to install."""
+    try:
+        from .. import training
+    except ImportError as e:
+        raise PosePriorError(str(e)) from None
+    return training
+
+
+def load_prior(spec: str) -> PosePrior:
+    """A prior from a save() folder, a training run folder, a Lightning .ckpt or a pretrained name."""
+    from .. import list_pretrained, list_priors, load, load_pretrained
+
+    path = Path(spec)
+    if path.is_dir():
+        if not (path / "config.json").exists():
+            for sub in ("best", "final"):  # a run folder checkpoints/<run>/ written by `poseprior train`
+                if (path / sub / "config.json").is_file():
+                    print(f"{spec}: a training run folder; using its {sub}/ export", file=sys.stderr)
+                    return load(path / sub)
+        return load(path)
+    if path.is_file():
+        if path.suffix != ".ckpt":
+            raise CheckpointError(
+                f"{spec!r} is a file but not a Lightning .ckpt; a checkpoint is a folder with config.json "
+                "and "
+                "model.safetensors (prior.save) or a .ckpt written by poseprior train"
+            )
+        return import_training().prior_from_checkpoint(path)
+    if path.exists() or os.sep in spec or spec.startswith(".") or spec.endswith(".ckpt"):
+        raise CheckpointError(f"checkpoint {spec!r} does not exist; check the path")
+    # A name: "arch.tag" of a shipped pretrained checkpoint, or a prior with exactly one of them.
+    # This is the hook for a pretrained registry: it goes through poseprior.load_pretrained.
+    if spec in list_priors():
+        names = list_pretrained(f"{spec}.*")
+        if len(names) != 1:
+            raise CheckpointError(
+                f"prior {spec!r} has {'no' if not names else len(names)} pretrained checkpoint(s)"
+                f"{': ' + ', '.join(names) + ' (pass one of these names)' if names else ''}; "
+                f"train one with: poseprior train {spec} --data DIR, then pass checkpoints/<run>/best"
+            )
+        spec = names[0]
+    try:
+        return load_pretrained(spec)
+    except UnknownPriorError as e:
+        raise CheckpointError(
+            f"{spec!r} is neither a checkpoint folder, a .ckpt file nor a pretrained checkpoint name ({e})"
+        ) from None
+
+
+def write_samples(path: Path, samples: torch.Tensor, layout: str) -> Path:
+    """Writes samples as an AMASS-style SMPL-H npz (root, missing joints and hands zero) + the raw array.
+
+    Returns the path written (``.npz`` appended if ``path`` lacks it).
+    """
+    from ..amass import save_npz
+
+    note = "samples of a poseprior prior; poses: SMPL-H layout with the root and unmodelled joints zero"
+    extra = {"samples": samples.numpy(), "layout": np.str_(layout), "note": np.str_(note)}
+    return save_npz(path, samples, layout, extra=extra)

@@ -1,0 +1,44 @@
+"""The ``poseprior`` command line.
+
+:func:`build_parser` assembles the parser from the ``add_parser(subparsers)`` function of every
+command module (:data:`COMMANDS`, in the order ``--help`` lists them); :func:`main` runs one
+command and turns the errors a user can cause into a one-line message and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from importlib import import_module
+
+from ..errors import PosePriorError
+
+COMMANDS = ("list", "demo", "train", "eval", "sample", "convert", "export", "bench")
+"""The command modules of :mod:`poseprior.cli`, one per command."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``poseprior`` argument parser with every command of :data:`COMMANDS`."""
+    parser = argparse.ArgumentParser(prog="poseprior", description=__doc__.split("\n\n")[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in COMMANDS:
+        import_module(f"{__package__}.{name}").add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs ``poseprior`` with ``argv`` (default: ``sys.argv[1:]``); returns the exit code."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    try:
+        return int(args.func(args))
+    except PosePriorError as e:
+        print(f"poseprior {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
