@@ -1,8 +1,9 @@
 """Speed of JointFlowPrior side by side with a naive per-joint flow (21 nflows flows in a Python loop).
 
-The naive reference (``poseprior._reference.NaivePerJointFlow``, also measured by
-``poseprior bench``) is what the per-joint design looks like when written directly with nflows:
-one conditional rational-quadratic spline MAF per joint
+This is the one place the naive comparison lives (``poseprior bench`` times every prior against a
+``MultivariateNormal`` only). The naive reference (``NaivePerJointFlow`` in
+``benchmarks/_reference.py``) is what the per-joint design looks like when written directly with
+nflows: one conditional rational-quadratic spline MAF per joint
 (``MaskedPiecewiseRationalQuadraticAutoregressiveTransform``, 3 features, the parent's 6D rotation
 as context), each with its own standard-normal base, evaluated joint by joint in a Python loop and
 sampled ancestrally one joint at a time. Its width is chosen so that both models have about the
@@ -14,7 +15,7 @@ the median of several repetitions (the machine is shared, so absolute numbers va
 
 Usage::
 
-    python benchmarks/speed_joint_flow.py [--reps 5] [--dtype float32]
+    python benchmarks/speed_joint_flow.py [--reps 5] [--threads 2]
 
 Prints a markdown table of poses per second and the ratio joint_flow / naive.
 """
@@ -27,7 +28,8 @@ import time
 from collections.abc import Callable
 
 import torch
-from poseprior._reference import matched_naive_flow, parameter_count
+from _reference import matched_naive_flow, parameter_count  # benchmarks/_reference.py, beside this script
+
 from poseprior.priors.joint_flow import JointFlowPrior
 
 

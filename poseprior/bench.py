@@ -11,10 +11,9 @@ For each prior, fitted with its defaults on the training split of a data folder:
 - **speed** on this machine: ``log_prob`` poses/s at batch 1, 64 and 4096, ``sample`` poses/s,
   regularizer-step latency (``log_prob`` + backward w.r.t. the pose, batch 1), training
   throughput. Absolute times drift on shared machines, so every speed comes with a reference
-  measured in the same run: ``torch.distributions.MultivariateNormal`` of the same dimension,
-  and for ``joint_flow`` also the naive per-joint loop of nflows spline flows
-  (:class:`~poseprior._reference.NaivePerJointFlow`, untrained random weights, about the same
-  number of parameters), with the ratios.
+  measured in the same run, ``torch.distributions.MultivariateNormal`` of the same dimension,
+  and the ratio. (``benchmarks/speed_joint_flow.py`` times ``joint_flow`` against a naive
+  per-joint loop of nflows flows.)
 
 Results are written to ``--out`` as ``bench.md``, ``bench.json`` and PNG plots.
 """
@@ -33,7 +32,6 @@ import torch
 from torch import Tensor
 
 from . import metrics
-from ._reference import NaivePerJointFlow, matched_naive_flow, parameter_count
 from .amass import PoseData
 from .base import PosePrior
 from .evaluation import Result, bench_specs, evaluate, label, leave_one_group_out, markdown, markdown_table
@@ -55,21 +53,9 @@ def _rate(fn: Callable[[], object], n: int, min_seconds: float = 0.3, repeats: i
     return statistics.median(rates)
 
 
-def naive_reference(prior: PosePrior, seed: int = 0) -> NaivePerJointFlow | None:
-    """The naive per-joint loop of flows to time ``prior`` against (``joint_flow`` only, else
-    ``None``): one nflows spline flow per joint of its layout, with about as many parameters."""
-    from .priors.joint_flow import JointFlowPrior
-
-    if not isinstance(prior, JointFlowPrior):
-        return None
-    return matched_naive_flow(prior.layout.parents, parameter_count(prior), seed=seed)
-
-
-def speed(
-    prior: PosePrior, x: Tensor, *, quick: bool = False, naive: NaivePerJointFlow | None = None
-) -> dict[str, float]:
+def speed(prior: PosePrior, x: Tensor, *, quick: bool = False) -> dict[str, float]:
     """Speed figures of ``prior`` on poses ``x`` (N >= 4096 recommended), plus the MVN reference
-    and, if given, the ``naive`` reference (``log_prob`` and ``sample``), timed in turn with it."""
+    timed in turn with it."""
     t = 0.1 if quick else 0.3
     out: dict[str, float] = {}
     ref = torch.distributions.MultivariateNormal(torch.zeros(prior.dim), torch.eye(prior.dim))
@@ -79,19 +65,12 @@ def speed(
         with torch.no_grad():
             out[f"log_prob/s@{b}"] = _rate(lambda xb=xb: prior.log_prob(xb), len(xb), t)
             out[f"ref_mvn_log_prob/s@{b}"] = _rate(lambda fb=fb: ref.log_prob(fb), len(fb), t)
-            if naive is not None:
-                out[f"ref_naive_log_prob/s@{b}"] = _rate(lambda xb=xb: naive.log_prob(xb), len(xb), t)
     gen = torch.Generator().manual_seed(0)
     n_sample = 512 if quick else 4096
     sample_repeats = 1 if quick else 3
     out["sample/s"] = _rate(lambda: prior.sample(n_sample, generator=gen), n_sample, t,
                             repeats=sample_repeats)
     out["ref_mvn_sample/s"] = _rate(lambda: ref.sample((n_sample,)), n_sample, t)
-    if naive is not None:
-        out["ref_naive_sample/s"] = _rate(lambda: naive.sample(n_sample, generator=gen), n_sample, t,
-                                          repeats=sample_repeats)
-        out["naive_hidden"] = naive.hidden
-        out["naive_parameters"] = parameter_count(naive)
 
     x1 = x[:1].detach()
 
@@ -130,11 +109,8 @@ def speed(
         prior.load_state_dict(state)
         prior.eval()
     for k, v in list(out.items()):
-        if k.startswith(("log_prob", "sample", "reg_step")):
-            for ref_name, ratio_prefix in (("mvn", "ratio_"), ("naive", "ratio_naive_")):
-                ref_key = f"ref_{ref_name}_{k}"
-                if ref_key in out:
-                    out[ratio_prefix + k] = v / out[ref_key]
+        if k.startswith(("log_prob", "sample", "reg_step")) and f"ref_mvn_{k}" in out:
+            out["ratio_" + k] = v / out[f"ref_mvn_{k}"]
     return out
 
 
@@ -181,7 +157,7 @@ def run(
             row.extra["round_trip"] = metrics.round_trip_error(prior, xv)
         row.extra.update(sample_quality(prior, xt, xv, n=200 if quick else 500, seed=seed))
         speed_x = torch.cat([xv] * math.ceil(4096 / len(xv)))[:4096]
-        row.extra.update(speed(prior, speed_x, quick=quick, naive=naive_reference(prior, seed=seed)))
+        row.extra.update(speed(prior, speed_x, quick=quick))
         rows.append(row)
     if all_data is not None:
         loao = leave_one_group_out(specs, all_data, layout=layout, quick=quick)
@@ -203,11 +179,6 @@ SPEED_COLUMNS = (
     "reg_step_ms@1",
     "ratio_reg_step_ms@1",
     "train_poses/s@256",
-)
-NAIVE_COLUMNS = tuple(
-    f"{prefix}{op}"
-    for op in ("log_prob/s@1", "log_prob/s@64", "log_prob/s@4096", "sample/s")
-    for prefix in ("ref_naive_", "ratio_naive_")
 )
 
 
@@ -232,21 +203,6 @@ def render(rows: Sequence[Result], *, quick: bool = False) -> str:
         "`torch.distributions.MultivariateNormal` of the same D measured in the same run "
         "(for latency, the ratio of milliseconds: >1 is slower than the reference)."
     )
-    naive_rows = [r for r in rows if "ref_naive_log_prob/s@1" in r.extra]
-    naive_part = [] if not naive_rows else [
-        "",
-        "### Against a naive per-joint loop of flows",
-        "",
-        _table(naive_rows, NAIVE_COLUMNS),
-        "",
-        "`ref_naive_*`: poses/s of the naive reference measured in the same run, one nflows "
-        "conditional rational-quadratic spline MAF per joint (the parent's 6D rotation as context) "
-        "looped over in Python and sampled one joint at a time "
-        f"(`poseprior._reference.NaivePerJointFlow`, hidden {naive_rows[0].extra['naive_hidden']}, "
-        f"{naive_rows[0].extra['naive_parameters']:,} parameters, about as many as the prior; "
-        "untrained random weights, which speed does not depend on; it models all 3 values of "
-        "every joint). `ratio_naive_*` = prior / naive: >1 is faster than the naive loop.",
-    ]
     parts = [
         "## Density (NLL in nats per pose; BPD = NLL / (D ln 2); val = file-level validation split)",
         "" if not quick else "*quick run: iterative priors trained for only a few epochs*\n",
@@ -271,7 +227,6 @@ def render(rows: Sequence[Result], *, quick: bool = False) -> str:
         _table(rows, SPEED_COLUMNS),
         "",
         ref_note,
-        *naive_part,
     ]
     return "\n".join(parts) + "\n"
 

@@ -1,4 +1,4 @@
-"""Naive reference models for the speed figures of ``poseprior bench`` and ``benchmarks/speed_*.py``.
+"""The naive reference model timed by ``benchmarks/speed_joint_flow.py`` (a benchmark tool, not library code).
 
 :class:`NaivePerJointFlow` is what the per-joint design of
 :class:`~poseprior.priors.joint_flow.JointFlowPrior` looks like when written directly with nflows:
@@ -17,7 +17,7 @@ import math
 import torch
 from torch import nn
 
-from .formats.rotations import axis_angle_to_rot6d
+from poseprior.formats.rotations import axis_angle_to_rot6d
 
 
 class NaivePerJointFlow(nn.Module):

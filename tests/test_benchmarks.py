@@ -1,0 +1,53 @@
+"""The tools in ``benchmarks/`` that are not the library: the naive reference of the speed benchmark."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import torch
+
+from poseprior.priors.joint_flow import JointFlowPrior
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def _reference() -> ModuleType:
+    """benchmarks/_reference.py, loaded from its file (benchmarks/ is not a package)."""
+    spec = importlib.util.spec_from_file_location("_reference", BENCHMARKS / "_reference.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_naive_reference_lives_in_benchmarks_not_in_the_library() -> None:
+    import poseprior
+
+    assert not (Path(poseprior.__file__).parent / "_reference.py").exists()
+    env = dict(os.environ, PYTHONPATH=str(BENCHMARKS.parent))
+    out = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "speed_joint_flow.py"), "--help"],
+        check=True, capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    assert "--reps" in out.stdout  # the script finds benchmarks/_reference.py beside it
+
+
+def test_matched_naive_flow_keeps_the_global_rng() -> None:
+    ref = _reference()
+    prior = JointFlowPrior("body")
+    state = torch.random.get_rng_state()
+    naive = ref.matched_naive_flow(prior.layout.parents, ref.parameter_count(prior))
+    assert torch.equal(state, torch.random.get_rng_state())
+    assert isinstance(naive, ref.NaivePerJointFlow) and len(naive.flows) == len(prior.layout)
+    # The closest width: one step either way is further from the prior's parameter count.
+    gap = abs(ref.parameter_count(naive) - ref.parameter_count(prior))
+    for h in (naive.hidden - 1, naive.hidden + 1):
+        other = ref.NaivePerJointFlow(prior.layout.parents, h)
+        assert abs(ref.parameter_count(other) - ref.parameter_count(prior)) >= gap
+    x = 0.3 * torch.randn(5, 21, 3, generator=torch.Generator().manual_seed(0))
+    assert naive.log_prob(x).shape == (5,) and bool(torch.isfinite(naive.log_prob(x)).all())
+    assert naive.sample(4, generator=torch.Generator().manual_seed(0)).shape == (4, 21, 3)
