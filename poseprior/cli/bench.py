@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from .common import data_folder
+from .common import data_folder, non_negative_int
 
 
 def add_parser(sub: Any) -> None:
@@ -29,7 +29,9 @@ def add_parser(sub: Any) -> None:
         help="also run the leave-one-action-out protocol (one fit per action and prior: "
         "about 20 minutes on the bundled sample instead of a few); off by default",
     )
-    p.add_argument("--threads", type=int, default=2, help="torch threads for the speed measurements")
+    p.add_argument(
+        "--threads", type=non_negative_int, default=2, help="torch threads for the speed measurements"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--quick", action="store_true", help="very short training (smoke test; numbers not representative)"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
 import json
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -16,6 +18,38 @@ from ..errors import CheckpointError, DataError, PosePriorError, UnknownPriorErr
 
 if TYPE_CHECKING:
     from ..base import PosePrior
+
+
+def _number(text: str, kind: type[int] | type[float], low: int, strict: bool) -> int | float:
+    """``text`` as a finite ``kind`` above ``low`` (``strict``) or at least ``low``, for argparse."""
+    expected = f"{'an integer' if kind is int else 'a finite number'} {'>' if strict else '>='} {low}"
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+    if not math.isfinite(value) or value < low or (strict and value == low):
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (epochs, batch sizes, sample counts)."""
+    return int(_number(text, int, 1, strict=False))
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    return int(_number(text, int, 0, strict=False))
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0 (learning rates, frame rates)."""
+    return float(_number(text, float, 0, strict=True))
+
+
+def non_negative_float(text: str) -> float:
+    """argparse type: a finite number >= 0."""
+    return float(_number(text, float, 0, strict=False))
 
 
 def data_folder(path: str | None) -> Path:

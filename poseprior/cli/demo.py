@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from .common import data_folder, write_samples
+from .common import data_folder, positive_int, write_samples
 
 
 def add_parser(sub: Any) -> None:
@@ -26,7 +26,7 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument("--priors", nargs="*", help="priors to run (default: all registered)")
     p.add_argument("--layout", help="joint layout for every prior (default: each prior's default)")
-    p.add_argument("--num-samples", type=int, default=500)
+    p.add_argument("--num-samples", type=positive_int, default=500)
     p.add_argument(
         "--loao",
         action="store_true",

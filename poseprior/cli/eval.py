@@ -10,7 +10,7 @@ from typing import Any
 
 from ..errors import DataError
 from ..evaluation import markdown
-from .common import existing_folder, load_prior
+from .common import existing_folder, load_prior, positive_float, positive_int
 
 
 def add_parser(sub: Any) -> None:
@@ -25,8 +25,8 @@ def add_parser(sub: Any) -> None:
         "--data", required=True, help="folder of AMASS-format npz files (with a splits.json: per split)"
     )
     p.add_argument("--split", nargs="*", help="splits to score (default: every split of splits.json)")
-    p.add_argument("--fps", type=float, help="subsample every file to this frame rate")
-    p.add_argument("--batch-size", type=int, default=4096)
+    p.add_argument("--fps", type=positive_float, help="subsample every file to this frame rate")
+    p.add_argument("--batch-size", type=positive_int, default=4096)
     p.set_defaults(func=run)
 
 

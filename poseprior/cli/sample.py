@@ -10,7 +10,7 @@ import torch
 
 from ..errors import PosePriorError
 from ..formats.layouts import get_layout
-from .common import load_prior, write_samples
+from .common import load_prior, positive_int, write_samples
 
 if TYPE_CHECKING:
     from ..base import PosePrior
@@ -19,13 +19,13 @@ if TYPE_CHECKING:
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("sample", help="draw poses from a checkpoint into an npz (and a stick-figure PNG)")
     p.add_argument("checkpoint", help="a save() folder, a run folder, a Lightning .ckpt or a pretrained name")
-    p.add_argument("-n", "--num-samples", type=int, default=16)
+    p.add_argument("-n", "--num-samples", type=positive_int, default=16)
     p.add_argument(
         "--out", required=True, help="the npz to write (AMASS-style SMPL-H poses + the raw samples)"
     )
     p.add_argument("--png", help="also draw the first --png-count samples as stick figures into this picture")
-    p.add_argument("--png-count", type=int, default=16)
-    p.add_argument("--cols", type=int, default=4, help="stick figures per row")
+    p.add_argument("--png-count", type=positive_int, default=16)
+    p.add_argument("--cols", type=positive_int, default=4, help="stick figures per row")
     p.add_argument("--view", choices=["front", "side"], default="front")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=run)
@@ -44,8 +44,6 @@ def _body_poses(samples: torch.Tensor, prior: PosePrior) -> torch.Tensor:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.num_samples < 1:
-        raise PosePriorError(f"-n must be >= 1, got {args.num_samples}")
     prior = load_prior(args.checkpoint)
     if args.png:
         _body_poses(torch.zeros(0, *prior.event_shape), prior)  # fail before writing anything

@@ -26,7 +26,15 @@ import torch
 
 from ..errors import CheckpointError
 from ..evaluation import markdown
-from .common import existing_folder, import_training, parse_prior_args
+from .common import (
+    existing_folder,
+    import_training,
+    non_negative_float,
+    non_negative_int,
+    parse_prior_args,
+    positive_float,
+    positive_int,
+)
 
 if TYPE_CHECKING:
     from ..base import PosePrior
@@ -49,24 +57,31 @@ def add_parser(sub: Any) -> None:
         metavar="KEY=VALUE",
         help="constructor arguments of the prior, e.g. blocks=2 hidden_features=64 (values parsed as JSON)",
     )
-    p.add_argument("--max-epochs", type=int, default=20, help="total epochs, counting those of a resumed run")
-    p.add_argument("--batch-size", type=int, default=256, help="batch size per process")
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--weight-decay", type=float, default=0.0)
+    p.add_argument(
+        "--max-epochs", type=positive_int, default=20, help="total epochs, counting those of a resumed run"
+    )
+    p.add_argument("--batch-size", type=positive_int, default=256, help="batch size per process")
+    p.add_argument("--lr", type=positive_float, default=1e-3)
+    p.add_argument("--weight-decay", type=non_negative_float, default=0.0)
     p.add_argument(
         "--lr-schedule",
         choices=["constant", "cosine"],
         default="constant",
         help="cosine anneals to 0 over --max-epochs; a resumed run keeps the schedule it started with",
     )
-    p.add_argument("--patience", type=int, help="stop after this many epochs without a lower val NLL")
+    p.add_argument(
+        "--patience", type=non_negative_int, help="stop after this many epochs without a lower val NLL"
+    )
     p.add_argument(
         "--seed", type=int, default=0, help="seed of the weights, the data order and the training noise"
     )
     p.add_argument(
-        "--eval-samples", type=int, default=256, help="samples drawn each epoch for sample statistics"
+        "--eval-samples",
+        type=non_negative_int,
+        default=256,
+        help="samples drawn each epoch for sample statistics",
     )
-    p.add_argument("--fps", type=float, help="subsample every file to this frame rate")
+    p.add_argument("--fps", type=positive_float, help="subsample every file to this frame rate")
     p.add_argument("--train-split", default="train")
     p.add_argument("--val-split", default="val")
     p.add_argument("--out", default=".", help="folder of checkpoints/ and lightning_logs/ (default: current)")

@@ -1,0 +1,57 @@
+"""User mistakes on the command line end as one line on stderr and exit code 2, never a traceback."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from poseprior.cli import main
+
+
+def fails(argv: list[object], capsys: pytest.CaptureFixture[str], match: str) -> str:
+    """``main(argv)`` returns 2 and the last line of stderr is ``poseprior <command>: error: ...``
+    matching ``match``; argparse's usage lines may precede it, a traceback may not."""
+    code = main([str(a) for a in argv])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "Traceback" not in err, err
+    last = err.strip().splitlines()[-1]
+    assert re.match(rf"poseprior {argv[0]}: error: ", last), err
+    assert re.search(match, last), err
+    return last
+
+
+@pytest.mark.parametrize(
+    ("argv", "match"),
+    [
+        (["train", "gaussian", "--batch-size", "0"], r"argument --batch-size: expected an integer >= 1, got"),
+        (["train", "gaussian", "--batch-size", "2.5"], r"--batch-size: expected an integer >= 1, got '2.5'"),
+        (["train", "gaussian", "--lr", "-1"], r"argument --lr: expected a finite number > 0, got '-1'"),
+        (["train", "gaussian", "--lr", "nan"], r"--lr: expected a finite number > 0, got 'nan'"),
+        (["train", "gaussian", "--lr", "inf"], r"--lr: expected a finite number > 0, got 'inf'"),
+        (["train", "gaussian", "--fps", "0"], r"--fps: expected a finite number > 0, got '0'"),
+        (["train", "gaussian", "--max-epochs", "0"], r"--max-epochs: expected an integer >= 1, got '0'"),
+        (["train", "gaussian", "--max-epochs", "-1"], r"--max-epochs: expected an integer >= 1, got '-1'"),
+        (["train", "gaussian", "--weight-decay", "-0.1"], r"--weight-decay: expected a finite number >= 0"),
+        (["train", "gaussian", "--eval-samples", "-1"], r"--eval-samples: expected an integer >= 0"),
+        (["eval", "gaussian", "--batch-size", "0"], r"--batch-size: expected an integer >= 1, got '0'"),
+        (["eval", "gaussian", "--fps", "-30"], r"--fps: expected a finite number > 0, got '-30'"),
+        (["sample", "gaussian", "-n", "-3"], r"argument -n/--num-samples: expected an integer >= 1, got '-3"),
+        (["sample", "gaussian", "--cols", "0"], r"--cols: expected an integer >= 1, got '0'"),
+        (["demo", "--num-samples", "0"], r"--num-samples: expected an integer >= 1, got '0'"),
+    ],
+)
+def test_bad_numbers_are_refused_by_the_parser(
+    argv: list[str], match: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    if argv[0] in ("train", "eval"):
+        argv = [*argv, "--data", str(tmp_path)]
+    fails([*argv, "--out", str(tmp_path / "o")] if argv[0] != "eval" else argv, capsys, match)
+    assert not (tmp_path / "o").exists()  # refused before anything is written
+
+
+def test_help_and_usage_errors_return_their_exit_code(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--help"]) == 0 and "poseprior" in capsys.readouterr().out
+    assert main(["no-such-command"]) == 2 and "invalid choice" in capsys.readouterr().err
