@@ -55,3 +55,25 @@ def test_bad_numbers_are_refused_by_the_parser(
 def test_help_and_usage_errors_return_their_exit_code(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--help"]) == 0 and "poseprior" in capsys.readouterr().out
     assert main(["no-such-command"]) == 2 and "invalid choice" in capsys.readouterr().err
+
+
+# The defaults in the messages are matched loosely: they are the priors' to change.
+@pytest.mark.parametrize(
+    ("prior", "items", "match"),
+    [
+        ("gaussian", ["min_std=abc"], r"'min_std=abc': min_std of gaussian takes a finite number \(default"),
+        ("gaussian", ["min_std=NaN"], r"min_std of gaussian takes a finite number .*got 'NaN'"),
+        ("gaussian", ["covariance=1"], r"covariance of gaussian takes text \(default 'full'\), got '1'"),
+        ("global_flow", ["blocks=2.5"], r"blocks of global_flow takes an integer \(default \d+\), got '2.5'"),
+        ("hand_vae", ["mirror=1"], r"mirror of hand_vae takes true or false \(default False\)"),
+        ("gaussian", ["foo"], r"--prior-args takes KEY=VALUE items .*got 'foo'"),
+        ("gaussian", ["min_std=0.1", "bogus=1"], r"'bogus=1': gaussian has no argument 'bogus'; it takes"),
+        ("joint_flow", ["hiden=64"], r"no argument 'hiden' \(did you mean 'hidden'\?\); it takes layout, "),
+    ],
+)
+def test_bad_prior_args_are_refused_before_any_work(
+    prior: str, items: list[str], match: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "o"
+    fails(["train", prior, "--data", tmp_path, "--out", out, "--prior-args", *items], capsys, match)
+    assert not out.exists()

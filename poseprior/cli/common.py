@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import difflib
+import inspect
 import json
 import math
 import os
@@ -73,23 +75,63 @@ def existing_folder(path: str | Path, what: str = "data folder") -> Path:
     return folder
 
 
-def parse_prior_args(items: Sequence[str] | None) -> dict[str, Any]:
+def parse_prior_args(items: Sequence[str] | None, prior: str) -> dict[str, Any]:
     """``["blocks=2", "transform=coupling"]`` -> ``{"blocks": 2, "transform": "coupling"}``.
 
     Values are parsed as JSON when they parse (numbers, booleans, lists), else kept as strings.
+    Every key must be a constructor argument of ``prior`` (a registered name), and a value must
+    have the type of that argument's default: a finite number for a float, an integer for an int,
+    ``true``/``false`` for a bool, text for a string. The constructor checks the rest.
     """
+    from ..registry import prior_class
+
+    params = _constructor_params(prior_class(prior))
     out: dict[str, Any] = {}
     for item in items or []:
-        key, sep, value = item.partition("=")
+        key, sep, text = item.partition("=")
         if not sep or not key.isidentifier():
             raise PosePriorError(
                 f"--prior-args takes KEY=VALUE items (e.g. blocks=2 transform=coupling), got {item!r}"
             )
+        if key not in params:
+            near = difflib.get_close_matches(key, params, n=1)
+            raise PosePriorError(
+                f"--prior-args {item!r}: {prior} has no argument {key!r}"
+                f"{f' (did you mean {near[0]!r}?)' if near else ''}; it takes {', '.join(params)}"
+            )
         try:
-            out[key] = json.loads(value)
+            value = json.loads(text)
         except json.JSONDecodeError:
-            out[key] = value
+            value = text
+        expected = _expected_type(params[key], value)
+        if expected is not None:
+            raise PosePriorError(
+                f"--prior-args {item!r}: {key} of {prior} takes {expected} (default {params[key]!r}), "
+                f"got {text!r}"
+            )
+        out[key] = value
     return out
+
+
+def _constructor_params(cls: type) -> dict[str, Any]:
+    """The keyword arguments of ``cls``'s constructor and their defaults."""
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    sig = inspect.signature(cls.__init__)
+    return {n: p.default for n, p in sig.parameters.items() if n != "self" and p.kind in kinds}
+
+
+def _expected_type(default: Any, value: Any) -> str | None:
+    """What an argument with ``default`` takes, if ``value`` is not that; ``None`` if it is."""
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if isinstance(default, bool):
+        return None if isinstance(value, bool) else "true or false"
+    if isinstance(default, int):
+        return None if number and isinstance(value, int) else "an integer"
+    if isinstance(default, float):
+        return None if number and math.isfinite(value) else "a finite number"
+    if isinstance(default, str):
+        return None if isinstance(value, str) else "text"
+    return None  # no default to go by (e.g. constant_dims=None): the constructor checks it
 
 
 def import_training() -> Any:

@@ -169,7 +169,7 @@ def run(args: argparse.Namespace) -> int:
 
     folder = existing_folder(args.data)
     cls = prior_class(args.prior)  # an unknown name fails here, before Lightning is imported
-    kwargs = parse_prior_args(args.prior_args)
+    kwargs = parse_prior_args(args.prior_args, args.prior)
     layout = args.layout or kwargs.pop("layout", None) or cls.default_layout
     run_name = args.run or args.prior
     out = Path(args.out)
