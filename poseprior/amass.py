@@ -60,6 +60,7 @@ __all__ = [
     "load_folder",
     "load_splits",
     "load_split",
+    "read_npz",
     "save_npz",
     "write_npz",
 ]
@@ -309,14 +310,8 @@ def _stride_for(source: float, target: float, path: Path) -> int:
     return stride
 
 
-def _load_one(
-    path: Path, fps: float | None
-) -> tuple[np.ndarray, np.ndarray, str, float | None, np.ndarray, str]:
-    """Reads and validates one file; returns (poses55, trans, layout, fps, betas, gender)."""
-    if not path.exists():
-        raise DataError(f"{path}: file not found; check the path (or the folder passed to load_folder)")
-    if not path.is_file():
-        raise DataError(f"{path}: not a file; use load_folder for a folder of npz files")
+def _open_npz(path: Path) -> Any:
+    """The open ``np.load`` archive of ``path`` (no pickles), or a :class:`DataError` saying why not."""
     try:
         npz = np.load(path, allow_pickle=False)
     except ValueError as e:
@@ -339,7 +334,32 @@ def _load_one(
             f"{path}: holds a single .npy array of shape {getattr(npz, 'shape', '?')}, not an npz archive; "
             "expected an AMASS-style .npz with keys 'poses', 'trans', ... (np.savez)"
         )
-    with npz:
+    return npz
+
+
+def read_npz(path: str | Path) -> dict[str, np.ndarray]:
+    r"""Every array of the npz file ``path``, as stored (``allow_pickle=False``: nothing is unpickled).
+
+    Raises:
+        DataError: If the file is missing, not an npz archive, corrupt or truncated, or holds
+            pickled objects.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{str(path)!r} does not exist or is not a file")
+    with _open_npz(path) as npz:
+        return {key: _read(npz, key, path) for key in npz.files}
+
+
+def _load_one(
+    path: Path, fps: float | None
+) -> tuple[np.ndarray, np.ndarray, str, float | None, np.ndarray, str]:
+    """Reads and validates one file; returns (poses55, trans, layout, fps, betas, gender)."""
+    if not path.exists():
+        raise DataError(f"{path}: file not found; check the path (or the folder passed to load_folder)")
+    if not path.is_file():
+        raise DataError(f"{path}: not a file; use load_folder for a folder of npz files")
+    with _open_npz(path) as npz:
         keys = list(npz.files)
         if "poses" not in keys:
             raise DataError(

@@ -504,3 +504,20 @@ def test_write_npz_is_atomic(tmp_path: Path) -> None:
     with np.load(path) as f:  # the previous file is intact, no temporary file is left behind
         assert f.files == ["a"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.data"]
+
+
+def test_read_npz_reads_every_array_and_never_unpickles(tmp_path: Path) -> None:
+    from poseprior.amass import read_npz
+
+    np.savez(tmp_path / "a.npz", poses=np.ones((2, 6)), name=np.str_("x"))
+    arrays = read_npz(tmp_path / "a.npz")
+    assert list(arrays) == ["poses", "name"] and arrays["poses"].shape == (2, 6)
+    np.savez(tmp_path / "p.npz", obj=np.array([{"a": 1}], dtype=object))
+    with pytest.raises(DataError, match=r"p.npz: key 'obj' holds a pickled object array, which poseprior"):
+        read_npz(tmp_path / "p.npz")
+    with pytest.raises(DataError, match="absent.npz' does not exist"):
+        read_npz(tmp_path / "absent.npz")
+    real = (sample_path() / "cmu_01_01.npz").read_bytes()
+    (tmp_path / "cut.npz").write_bytes(real[: len(real) // 2])
+    with pytest.raises(DataError, match=r"cut.npz: cannot be read as an npz archive \(BadZipFile.*truncated"):
+        read_npz(tmp_path / "cut.npz")

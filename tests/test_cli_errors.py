@@ -5,9 +5,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from poseprior.cli import main
+from poseprior.data import sample_path
 
 
 def fails(argv: list[object], capsys: pytest.CaptureFixture[str], match: str) -> str:
@@ -77,3 +79,33 @@ def test_bad_prior_args_are_refused_before_any_work(
     out = tmp_path / "o"
     fails(["train", prior, "--data", tmp_path, "--out", out, "--prior-args", *items], capsys, match)
     assert not out.exists()
+
+
+def test_unreadable_files_and_rejected_values_end_as_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    real = (sample_path() / "cmu_01_01.npz").read_bytes()
+    (tmp_path / "cut.npz").write_bytes(real[: len(real) // 2])
+    fails(["convert", tmp_path / "cut.npz", tmp_path / "o.npz", "--to", "body"], capsys,
+          r"cut.npz: cannot be read as an npz archive \(BadZipFile: .*corrupt or truncated")  # fmt: skip
+    raw = bytearray(real)
+    start = raw.index(b"poses.npy") + 2000  # inside the poses array, the zip directory intact
+    raw[start : start + 64] = bytes(64)
+    (tmp_path / "crc.npz").write_bytes(bytes(raw))
+    fails(["convert", tmp_path / "crc.npz", tmp_path / "o.npz", "--to", "body"], capsys,
+          r"crc.npz: cannot read key 'poses' \(BadZipFile: Bad CRC-32")  # fmt: skip
+    assert not (tmp_path / "o.npz").exists()
+
+    # A ValueError of a constructor (a value the CLI cannot check by type) and one of matplotlib.
+    out = tmp_path / "o"
+    argv = ["train", "gaussian", "--data", sample_path(), "--out", out]
+    argv += ["--prior-args", "covariance=spherical"]
+    fails(argv, capsys, r"covariance must be 'full' or 'diagonal', got 'spherical'")
+    fails(["sample", "gaussian", "--out", tmp_path / "s.npz", "--png", tmp_path / "s.xyz"], capsys,
+          r"[Ff]ormat 'xyz' is not supported")  # fmt: skip
+
+    # An OSError: the output named is a folder.
+    np.savez(tmp_path / "a.npz", poses=np.zeros((2, 63), np.float32))
+    (tmp_path / "folder").mkdir()
+    fails(["convert", tmp_path / "a.npz", tmp_path / "folder", "--to", "body"], capsys,
+          r"Is a directory: '.*folder'$")  # fmt: skip

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import numpy as np
 import pytest
 import torch
 
-from poseprior.errors import DataError, ShapeError
-from poseprior.formats.convert import convert_layout, detect_layout, read_npz
+from poseprior.errors import ShapeError
+from poseprior.formats.convert import convert_layout, detect_layout
 
 
 def test_detect_layout_by_joint_count() -> None:
@@ -30,14 +27,3 @@ def test_convert_layout_uses_the_dedicated_adapters_and_refuses_to_lose_motion()
     with pytest.raises(ShapeError, match='missing="zero"'):
         convert_layout(x[:, 1:22], "body", "smplh")
     assert convert_layout(x[:, 1:22], "body", "smplh", missing="zero").shape == (3, 52, 3)
-
-
-def test_read_npz_reads_every_array_and_never_unpickles(tmp_path: Path) -> None:
-    np.savez(tmp_path / "a.npz", poses=np.ones((2, 6)), name=np.str_("x"))
-    arrays = read_npz(tmp_path / "a.npz")
-    assert list(arrays) == ["poses", "name"] and arrays["poses"].shape == (2, 6)
-    np.savez(tmp_path / "p.npz", obj=np.array([{"a": 1}], dtype=object))
-    with pytest.raises(DataError, match="not a readable npz archive without pickled objects"):
-        read_npz(tmp_path / "p.npz")
-    with pytest.raises(DataError, match="does not exist"):
-        read_npz(tmp_path / "absent.npz")

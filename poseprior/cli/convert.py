@@ -83,9 +83,9 @@ def _poses(arrays: dict[str, np.ndarray], args: argparse.Namespace, src_path: Pa
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..amass import write_npz
+    from ..amass import read_npz, write_npz
     from ..formats import adapters
-    from ..formats.convert import convert_layout, detect_layout, read_npz
+    from ..formats.convert import convert_layout, detect_layout
     from ..formats.rotations import convert
 
     src_path, dst_path = Path(args.input), Path(args.output)

@@ -37,10 +37,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         return e.code if isinstance(e.code, int) else 2
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
     try:
-        return int(args.func(args))
-    except PosePriorError as e:
-        print(f"poseprior {args.command}: error: {e}", file=sys.stderr)
+        code = int(args.func(args))
+    # Mistakes in the user's input (options, files, checkpoints, values) end as one line, not a
+    # traceback: poseprior's own errors, the ValueErrors of the libraries it calls, and paths that
+    # cannot be read or written.
+    except (PosePriorError, ValueError) as e:
+        _error(args.command, str(e))
         return 2
+    except OSError as e:  # of a rename, filename2 is the destination: the path the user gave
+        path = e.filename2 or e.filename
+        _error(args.command, f"{e.strerror}: {str(path)!r}" if path and e.strerror else str(e))
+        return 2
+    return code
+
+
+def _error(command: str, message: str) -> None:
+    message = " ".join(line.strip() for line in message.splitlines() if line.strip())
+    print(f"poseprior {command}: error: {message}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,5 @@
 r"""Changing the joint layout of stored poses: what ``poseprior convert`` does to an npz file.
 
-:func:`read_npz` reads every array of an npz file without unpickling anything,
 :func:`detect_layout` names the layout of a pose array from its joint count, and
 :func:`convert_layout` changes the layout of axis-angle poses with the dedicated adapters where
 they exist (``smplx53`` <-> ``smplx``, ``smplh`` <-> ``smplx``) and by joint name otherwise,
@@ -9,17 +8,14 @@ refusing to drop joints that hold motion unless asked to.
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import numpy as np
 import torch
 from torch import Tensor
 
-from ..errors import DataError, ShapeError
+from ..errors import ShapeError
 from . import adapters
 from .layouts import JointLayout, get_layout, list_layouts
 
-__all__ = ["DETECT_ORDER", "convert_layout", "detect_layout", "read_npz"]
+__all__ = ["DETECT_ORDER", "convert_layout", "detect_layout"]
 
 DETECT_ORDER: tuple[str, ...] = ("smplh", "smplx", "smplx53", "smpl", "body", "body_hands", "hands")
 """The layouts :func:`detect_layout` tries, in order: the first with the right joint count wins."""
@@ -38,26 +34,6 @@ def detect_layout(joints: int) -> str:
             f"(one of {', '.join(list_layouts())})"
         )
     return found[0]
-
-
-def read_npz(path: str | Path) -> dict[str, np.ndarray]:
-    """Every array of the npz file ``path``, read with ``allow_pickle=False``.
-
-    Raises:
-        DataError: If the file is missing, not an npz archive, unreadable or holds pickled objects.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{str(path)!r} does not exist or is not a file")
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            return {k: np.asarray(npz[k]) for k in npz.files}
-    except (ValueError, OSError, EOFError, KeyError) as e:
-        raise DataError(
-            f"{str(path)!r} is not a readable npz archive without pickled objects ({type(e).__name__}: {e})"
-        ) from None
-    except AttributeError:
-        raise DataError(f"{str(path)!r} holds a single .npy array, not an npz archive (np.savez)") from None
 
 
 def convert_layout(
