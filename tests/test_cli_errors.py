@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -109,3 +112,15 @@ def test_unreadable_files_and_rejected_values_end_as_one_line(
     (tmp_path / "folder").mkdir()
     fails(["convert", tmp_path / "a.npz", tmp_path / "folder", "--to", "body"], capsys,
           r"Is a directory: '.*folder'$")  # fmt: skip
+
+
+def test_a_reader_that_goes_away_is_not_a_traceback() -> None:
+    """``poseprior list | head -1``: the pipe closes before poseprior has written everything."""
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    cmd = [sys.executable, "-m", "poseprior", "list"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    proc.stdout.close()  # closed before the child (still importing torch) writes anything
+    err = proc.stderr.read().decode()
+    proc.stderr.close()
+    assert proc.wait(timeout=120) == 1
+    assert "Traceback" not in err and "BrokenPipe" not in err, err

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from importlib import import_module
@@ -38,6 +39,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
     try:
         code = int(args.func(args))
+        sys.stdout.flush()  # a reader that went away (poseprior list | head -1) shows up here
+    except BrokenPipeError:
+        _discard_stdout()
+        return 1
     # Mistakes in the user's input (options, files, checkpoints, values) end as one line, not a
     # traceback: poseprior's own errors, the ValueErrors of the libraries it calls, and paths that
     # cannot be read or written.
@@ -54,6 +59,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _error(command: str, message: str) -> None:
     message = " ".join(line.strip() for line in message.splitlines() if line.strip())
     print(f"poseprior {command}: error: {message}", file=sys.stderr)
+
+
+def _discard_stdout() -> None:
+    """Points stdout at /dev/null, so that the interpreter's last flush does not fail again."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):  # a stdout without a file descriptor (captured, in tests)
+        pass
 
 
 if __name__ == "__main__":
