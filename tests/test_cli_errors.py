@@ -124,3 +124,46 @@ def test_a_reader_that_goes_away_is_not_a_traceback() -> None:
     proc.stderr.close()
     assert proc.wait(timeout=120) == 1
     assert "Traceback" not in err and "BrokenPipe" not in err, err
+
+
+def _writers(tmp_path: Path, bad: Path) -> list[tuple[list[object], str]]:
+    """Every command that writes, with its output under ``bad``, and the option named in the error."""
+    np.savez(tmp_path / "a.npz", poses=np.zeros((2, 63), np.float32))
+    data = ["--data", tmp_path]
+    return [
+        (["demo", "--out", bad / "o"], "--out"),
+        (["train", "gaussian", *data, "--out", bad / "o"], "--out"),
+        (["sample", "gaussian", "--out", bad / "s.npz"], "--out"),
+        (["sample", "gaussian", "--out", tmp_path / "s.npz", "--png", bad / "s.png"], "--png"),
+        (["convert", tmp_path / "a.npz", bad / "b.npz", "--to", "body"], "output"),
+        (["export", tmp_path / "run.ckpt", "--out", bad / "o"], "--out"),
+        (["bench", "--out", bad / "o"], "--out"),
+    ]
+
+
+def test_an_output_under_a_file_is_refused_before_any_work(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    file = tmp_path / "file"
+    file.write_text("")
+    for argv, option in _writers(tmp_path, file / "sub"):
+        fails(argv, capsys, rf"{option} '.*file/sub.*': '.*file' is a file, not a folder; pass another path")
+    assert not (tmp_path / "s.npz").exists()  # refused before sampling
+
+
+def test_a_read_only_output_folder_is_refused_before_any_work(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    if os.geteuid() == 0:  # root writes into any folder: say that this one is read-only
+        access = os.access
+        monkeypatch.setattr(os, "access", lambda p, mode: Path(p) != locked and access(p, mode))
+    else:
+        locked.chmod(0o555)
+    try:
+        for argv, option in _writers(tmp_path, locked):
+            fails(argv, capsys, rf"{option} '.*locked.*': cannot write into '.*locked' \(no permission")
+    finally:
+        locked.chmod(0o755)
+    assert not any(locked.iterdir())

@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from .common import data_folder, non_negative_int
+from .common import check_writable, data_folder, non_negative_int
 
 
 def add_parser(sub: Any) -> None:
@@ -44,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
     from .. import bench, list_priors, prior_class
     from ..amass import load_folder, load_split
 
+    check_writable(args.out, "--out")
     folder = data_folder(args.data)
     train, val = load_split(folder, "train"), load_split(folder, "val")
     names = args.priors or [n for n in list_priors() if prior_class(n).default_layout == args.layout]

@@ -75,6 +75,28 @@ def existing_folder(path: str | Path, what: str = "data folder") -> Path:
     return folder
 
 
+def check_writable(folder: str | Path, option: str) -> Path:
+    """``folder`` (to be created or written into), checked before any work; nothing is created.
+
+    Its nearest existing ancestor must be a folder this process can write into, else a one-line
+    :class:`PosePriorError` naming ``option``.
+    """
+    folder = Path(folder)
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise PosePriorError(
+            f"{option} {str(folder)!r}: {str(probe)!r} is a file, not a folder; pass another path"
+        )
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise PosePriorError(
+            f"{option} {str(folder)!r}: cannot write into {str(probe)!r} (no permission, or a read-only "
+            "file system); pass a folder you can write to"
+        )
+    return folder
+
+
 def parse_prior_args(items: Sequence[str] | None, prior: str) -> dict[str, Any]:
     """``["blocks=2", "transform=coupling"]`` -> ``{"blocks": 2, "transform": "coupling"}``.
 

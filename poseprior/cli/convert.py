@@ -11,6 +11,7 @@ import torch
 
 from ..errors import DataError, ShapeError
 from ..formats.layouts import get_layout, list_layouts
+from .common import check_writable
 
 ROTATIONS = ["axis_angle", "matrix", "rot6d", "quaternion"]
 
@@ -89,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
     from ..formats.rotations import convert
 
     src_path, dst_path = Path(args.input), Path(args.output)
+    check_writable(dst_path.parent, "output")
     arrays = read_npz(src_path)
     poses = _poses(arrays, args, src_path)
     try:

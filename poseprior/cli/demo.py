@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from .common import data_folder, positive_int, write_samples
+from .common import check_writable, data_folder, positive_int, write_samples
 
 
 def add_parser(sub: Any) -> None:
@@ -60,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
     from ..amass import load_split
     from ..evaluation import evaluate, label, leave_one_group_out, markdown_table
 
+    check_writable(args.out, "--out")
     folder = data_folder(args.data)
     train, val = load_split(folder, "train"), load_split(folder, "val")
     print(f"data: {folder}\n  train: {train.describe()}\n  val:   {val.describe()}")

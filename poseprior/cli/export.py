@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CheckpointError
-from .common import import_training
+from .common import check_writable, import_training
 
 
 def add_parser(sub: Any) -> None:
@@ -23,6 +23,7 @@ def run(args: argparse.Namespace) -> int:
     path = Path(args.checkpoint)
     if path.suffix != ".ckpt":
         raise CheckpointError(f"export takes a Lightning .ckpt written by poseprior train, got {str(path)!r}")
+    check_writable(args.out, "--out")
     out = import_training().export_checkpoint(path, args.out)
     print(f"wrote {out}/config.json and {out}/model.safetensors (load with poseprior.load)")
     return 0

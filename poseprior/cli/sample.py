@@ -10,7 +10,7 @@ import torch
 
 from ..errors import PosePriorError
 from ..formats.layouts import get_layout
-from .common import load_prior, positive_int, write_samples
+from .common import check_writable, load_prior, positive_int, write_samples
 
 if TYPE_CHECKING:
     from ..base import PosePrior
@@ -44,13 +44,16 @@ def _body_poses(samples: torch.Tensor, prior: PosePrior) -> torch.Tensor:
 
 
 def run(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    check_writable(out.parent, "--out")
+    if args.png:
+        check_writable(Path(args.png).parent, "--png")
     prior = load_prior(args.checkpoint)
     if args.png:
         _body_poses(torch.zeros(0, *prior.event_shape), prior)  # fail before writing anything
     gen = torch.Generator().manual_seed(args.seed)
     samples = prior.sample(args.num_samples, generator=gen)
     log_prob = prior.log_prob(samples).detach()
-    out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_samples(out, samples.cpu(), prior.layout.name)
     print(

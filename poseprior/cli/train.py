@@ -27,6 +27,7 @@ import torch
 from ..errors import CheckpointError
 from ..evaluation import markdown
 from .common import (
+    check_writable,
     existing_folder,
     import_training,
     non_negative_float,
@@ -172,7 +173,7 @@ def run(args: argparse.Namespace) -> int:
     kwargs = parse_prior_args(args.prior_args, args.prior)
     layout = args.layout or kwargs.pop("layout", None) or cls.default_layout
     run_name = args.run or args.prior
-    out = Path(args.out)
+    out = check_writable(args.out, "--out")
     run_dir = out / "checkpoints" / run_name
     child = _is_launched_child()
     if not args.resume and not child and (run_dir / "last.ckpt").exists():
