@@ -51,6 +51,7 @@ def plot_poses(
         poses: Axis-angle rotations of the 21 body joints (layout ``"body"``), relative to their
             parents, with shape :math:`(N, 21, 3)`.
         path: The picture file; its suffix picks the format (``.png``, ``.pdf``, ``.svg``, ...).
+            Without a suffix, matplotlib's default format is used and its suffix appended.
         cols: Panels per row.
         titles: One title per pose (e.g. its log-density), or ``None``.
         view: ``"front"`` (x to the right, y up) or ``"side"`` (z to the right, y up).
@@ -121,6 +122,10 @@ def plot_poses(
             ax.set_title(titles[i], fontsize=8)
     fig.tight_layout()
     path = Path(path)
+    if not path.suffix:  # savefig would append the default format's suffix: return the real name
+        from matplotlib import rcParams
+
+        path = path.with_name(f"{path.name}.{rcParams['savefig.format']}")
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
     return path

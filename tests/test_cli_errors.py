@@ -167,3 +167,11 @@ def test_a_read_only_output_folder_is_refused_before_any_work(
     finally:
         locked.chmod(0o755)
     assert not any(locked.iterdir())
+
+
+def test_sample_prints_the_paths_it_wrote(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["sample", "gaussian", "-n", "2", "--out", tmp_path / "NAME", "--png", tmp_path / "FIG"]
+    assert main([str(a) for a in argv]) == 0
+    out = capsys.readouterr().out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["FIG.png", "NAME.npz"]
+    assert f"wrote {tmp_path / 'NAME.npz'} (" in out and f"wrote {tmp_path / 'FIG.png'} (" in out

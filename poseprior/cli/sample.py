@@ -55,14 +55,14 @@ def run(args: argparse.Namespace) -> int:
     samples = prior.sample(args.num_samples, generator=gen)
     log_prob = prior.log_prob(samples).detach()
     out.parent.mkdir(parents=True, exist_ok=True)
-    write_samples(out, samples.cpu(), prior.layout.name)
+    written = write_samples(out, samples.cpu(), prior.layout.name)  # NAME -> NAME.npz, as np.savez
     print(
         f"{args.num_samples} samples of {prior.name} (layout {prior.layout.name!r}, D = {prior.dim}, "
         f"seed {args.seed}); "
         f"mean log_prob {float(log_prob.mean()):.2f}"
     )
     print(
-        f"wrote {out} (poses: SMPL-H layout, root and unmodelled joints zero; "
+        f"wrote {written} (poses: SMPL-H layout, root and unmodelled joints zero; "
         f"samples: {tuple(samples.shape)})"
     )
     if args.png:
@@ -71,6 +71,6 @@ def run(args: argparse.Namespace) -> int:
         k = min(args.num_samples, args.png_count)
         body = _body_poses(samples[:k].cpu(), prior)
         titles = [f"#{i}  log p {float(lp):.1f}" for i, lp in enumerate(log_prob[:k])]
-        plot_poses(body, args.png, cols=args.cols, titles=titles, view=args.view)
-        print(f"wrote {args.png} ({k} stick figures, {args.view} view)")
+        png = plot_poses(body, args.png, cols=args.cols, titles=titles, view=args.view)
+        print(f"wrote {png} ({k} stick figures, {args.view} view)")
     return 0
