@@ -10,6 +10,7 @@ from .base import PosePrior  # noqa: E402
 from .errors import (  # noqa: E402
     CheckpointError,
     DataError,
+    FitDivergedError,
     NotInitializedError,
     PosePriorError,
     ShapeError,
@@ -44,6 +45,7 @@ def list_pretrained(pattern: str = "*") -> list[str]:
 __all__ = [
     "CheckpointError",
     "DataError",
+    "FitDivergedError",
     "JointLayout",
     "NotInitializedError",
     "PosePrior",

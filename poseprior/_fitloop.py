@@ -10,8 +10,26 @@ import torch
 from torch import Tensor
 
 from .base import PosePrior
+from .errors import FitDivergedError
 
 log = logging.getLogger("poseprior")
+
+
+def _check_options(epochs: object, batch_size: object, lr: object, weight_decay: object, patience: object) -> None:
+    def count(name: str, v: object) -> None:
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise ValueError(f"fit: {name} must be an int >= 1, got {v!r}")
+
+    def number(name: str, v: object, positive: bool) -> None:
+        ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+        if not ok or (v <= 0 if positive else v < 0):
+            raise ValueError(f"fit: {name} must be a finite number {'> 0' if positive else '>= 0'}, got {v!r}")
+
+    count("epochs", epochs)
+    count("batch_size", batch_size)
+    count("patience", patience)
+    number("lr", lr, True)
+    number("weight_decay", weight_decay, False)
 
 
 def fit_adam(
@@ -30,9 +48,15 @@ def fit_adam(
     r"""Minimizes ``prior._training_loss`` with Adam over minibatches of ``x`` (shape :math:`(N, J, 3)`).
 
     With ``val`` poses, the validation loss is computed after every epoch; training stops after
-    ``patience`` epochs without improvement and the best parameters are restored. Shuffling uses
-    ``generator``. Returns the per-epoch history (``train_loss``, ``val_loss``).
+    ``patience`` epochs without improvement and the best parameters are restored. Shuffling and
+    the prior's training noise use ``generator``. Returns the per-epoch history (``train_loss``,
+    ``val_loss``).
+
+    Raises:
+        FitDivergedError: if a training loss is not finite. The parameters of the end of the last
+            complete epoch (or the initial ones) are restored first.
     """
+    _check_options(epochs, batch_size, lr, weight_decay, patience)
     params = [p for p in prior.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay) if params else None
     if opt is None:
@@ -48,12 +72,25 @@ def fit_adam(
 
         bar = tqdm(total=epochs, desc=f"fit {prior.name}", unit="epoch", leave=False)
     for epoch in range(epochs):
+        good = copy.deepcopy(prior.state_dict())  # the weights to go back to if training diverges
         prior.train()
         perm = torch.randperm(n, generator=generator).to(x.device)
         total = 0.0
-        for i in range(0, n, batch_size):
+        for step, i in enumerate(range(0, n, batch_size)):
             batch = x[perm[i : i + batch_size]]
-            loss = prior._training_loss(batch)
+            loss = prior._training_loss(batch, generator)
+            if not bool(torch.isfinite(loss)):
+                prior.load_state_dict(good)
+                prior.eval()
+                if bar is not None:
+                    bar.close()
+                kept = f"the weights of the end of epoch {epoch - 1}" if epoch else "the initial weights"
+                raise FitDivergedError(
+                    f"{type(prior).__name__}.fit diverged: the training loss is {float(loss)} at epoch {epoch}, "
+                    f"step {step} (learning rate {sched.get_last_lr()[0]:.3g}). The data was checked finite, so "
+                    "the optimization is unstable: lower lr (e.g. by 10x) or raise batch_size. "
+                    f"{kept[0].upper()}{kept[1:]} are restored."
+                )
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 10.0)
@@ -64,7 +101,7 @@ def fit_adam(
         prior.eval()
         if val is not None:
             with torch.no_grad():
-                v = float(torch.cat([prior._training_loss(val[i : i + 4096]).reshape(1) * len(val[i : i + 4096])
+                v = float(torch.cat([prior._training_loss(val[i : i + 4096], None).reshape(1) * len(val[i : i + 4096])
                                      for i in range(0, len(val), 4096)]).sum() / len(val))
             record["val_loss"] = v
             if v < best - 1e-4:

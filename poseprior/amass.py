@@ -32,6 +32,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -56,6 +57,7 @@ from .formats.layouts import JointLayout, get_layout
 __all__ = [
     "COLUMNS_TO_LAYOUT",
     "PoseData",
+    "concat",
     "load_npz",
     "load_folder",
     "load_splits",
@@ -160,6 +162,25 @@ class PoseData:
                     "missing='zero' to use the zeros knowingly"
                 )
         return to_layout(self.poses, _CANONICAL, layout)
+
+    def present_for(self, layout: str | JointLayout) -> Tensor:
+        r"""Which joints of ``layout`` the source files contain, a boolean tensor with shape :math:`(J,)`."""
+        layout = get_layout(layout)
+        have = {_CANONICAL.joints[i] for i in self.present.nonzero().flatten().tolist()}
+        return torch.tensor([j in have for j in layout.joints], dtype=torch.bool)
+
+    def select_frames(self, keep: Tensor) -> PoseData:
+        r"""A new :class:`PoseData` with the frames where ``keep`` (boolean, shape :math:`(N,)`) is True.
+
+        Every file stays listed (a file may keep no frame), so file-level splits still apply.
+        """
+        if not isinstance(keep, Tensor) or keep.dtype != torch.bool or keep.shape != (len(self),):
+            got = tuple(keep.shape) if isinstance(keep, Tensor) else type(keep).__name__
+            raise DataError(f"PoseData.select_frames: expected a boolean tensor of shape ({len(self)},), got {got}")
+        rows = keep.nonzero().flatten()
+        return dataclasses.replace(
+            self, poses=self.poses[rows], trans=self.trans[rows], file_index=self.file_index[rows]
+        )
 
     def select_files(self, names: Iterable[str]) -> PoseData:
         """A new :class:`PoseData` with the frames of the files named (by basename), in that order.
@@ -635,6 +656,32 @@ def load_folder(
             "check the folder or the file list"
         )
     return _assemble(chosen, fps, on_error)
+
+
+def concat(parts: Sequence[PoseData]) -> PoseData:
+    r"""The frames of several :class:`PoseData` in one, in order (e.g. the train splits of two folders).
+
+    A joint is present only if it is present in every part.
+    """
+    parts = list(parts)
+    if not parts:
+        raise DataError("concat: got no PoseData; pass at least one")
+    offsets, files = [], []
+    for part in parts:
+        offsets.append(len(files))
+        files += part.files
+    return PoseData(
+        poses=torch.cat([p.poses for p in parts]),
+        present=torch.stack([p.present for p in parts]).all(0),
+        trans=torch.cat([p.trans for p in parts]),
+        file_index=torch.cat([p.file_index + o for p, o in zip(parts, offsets)]),
+        files=files,
+        source_layouts=[s for p in parts for s in p.source_layouts],
+        fps=[f for p in parts for f in p.fps],
+        betas=[b for p in parts for b in p.betas],
+        genders=[g for p in parts for g in p.genders],
+        skipped=[s for p in parts for s in p.skipped],
+    )
 
 
 def load_splits(path: str | Path) -> dict[str, list[str]]:

@@ -4,28 +4,40 @@ Public methods validate their input once, flatten the batch dimensions and deleg
 hooks (``_log_prob``, ``_sample``, ``_fit``, ``_initialize``, ``_training_loss``) that receive
 checked tensors with shape :math:`(N, J, 3)`.
 
-**Modelled dimensions.** A prior over a layout of :math:`J` joints sees :math:`3J` axis-angle
-values. Values that are constant in the training data (eye joints, absent fingers, a joint the
-capture system never moves) carry no density: they are *excluded* and recorded with their constant
-value. ``dim`` (:math:`D`) counts the modelled values; ``log_prob`` is a density over those
-:math:`D` values only, and bits per dimension are :math:`\mathrm{NLL} / (D \ln 2)`. Which values
-are excluded is decided once, by the first :meth:`PosePrior.fit` or :meth:`PosePrior.initialize`
-(values whose standard deviation is at most ``constant_tol`` radians), or given explicitly as
-``constant_dims``, and is saved with the checkpoint. Excluded values do not enter ``log_prob``;
-samples hold their recorded constant.
+**The values of a pose.** A prior over a layout of :math:`J` joints sees :math:`3J` axis-angle
+values, of three kinds, decided once (by the first :meth:`PosePrior.fit` or
+:meth:`PosePrior.initialize`, or given explicitly as ``exclude`` / ``anatomical``) and saved with
+the checkpoint:
 
-**Broad component.** With ``broad_weight`` :math:`w > 0` the density is a defensive mixture
+- **excluded**: values that are not data: joints absent from the source files (the loader's
+  ``present`` mask, e.g. the jaw and eyes of SMPL-H files), joints outside the body whose every
+  value is exactly constant in the training poses (fingers that were not captured), or values the
+  user excludes. They carry no density and samples hold their training mean.
+- **anatomical**: real degrees of freedom that the training data moves less than their floor
+  (:func:`~poseprior.formats.ranges.value_floors`: a knee's twist, an elbow's off-hinge rotation,
+  the collars of a capture that froze them). Each gets an independent Gaussian centred on its
+  training mean with standard deviation :math:`\max(\mathrm{std}, \mathrm{floor})`, the spread
+  anatomy allows, so a knee twisted 45 degrees costs tens of nats and one twisted 2 degrees almost
+  nothing, whatever the training data showed.
+- **learned**: every other value, modelled by the prior's own model (:meth:`_log_prob`).
 
-.. math:: p(x) = (1 - w)\, p_{\mathrm{model}}(x) + w\, \mathcal{N}(x_{\mathrm{mod}} \mid \mu, \mathrm{diag}(s\sigma)^2)
+``dim`` (:math:`D`) counts the learned and anatomical values: a property of the layout and the
+joints present, not of the training set (63 for the body). ``log_prob`` is one normalized
+density over those :math:`D` values,
+
+.. math:: \log p(x) = \log p_{\mathrm{learned}}(x_L) + \sum_{i \in A} \log \mathcal{N}(x_i \mid \mu_i, \sigma_i^2),
+
+and bits per dimension are :math:`\mathrm{NLL} / (D \ln 2)`.
+
+**Broad component.** With ``broad_weight`` :math:`w > 0` the learned part is a defensive mixture
+
+.. math:: p_{\mathrm{learned}}(x_L) = (1 - w)\, p_{\mathrm{model}}(x_L) + w\, \mathcal{N}(x_L \mid \mu, \mathrm{diag}(s\sigma)^2)
 
 with :math:`\mu, \sigma` the per-value mean and standard deviation of the training poses
-(:math:`\sigma` floored at the prior's ``min_std``, 0.02 rad if it has none) and :math:`s` =
-``broad_scale``. The broad component is fitted in closed form with the excluded values (it is
-not trained; ``training_loss`` is the model's own), so a pose unlike the training data costs at
-most :math:`-\log w` nats more than under independent per-value Gaussians, while poses like the
-data lose at most :math:`-\log(1 - w)`. Flexible models overfit the actions they were trained
-on; the leave-one-action-out protocol (``benchmarks/tune_defaults.py``) chose each prior's
-default :math:`w`.
+(:math:`\sigma` floored at ``min_std``) and :math:`s` = ``broad_scale``. It is fitted in closed
+form (not trained; ``training_loss`` is the model's own), so a pose unlike the training data costs
+at most :math:`-\log w` nats more than under independent per-value Gaussians, while poses like the
+data lose at most :math:`-\log(1 - w)`. A fraction :math:`w` of the samples are drawn from it.
 """
 
 from __future__ import annotations
@@ -33,23 +45,53 @@ from __future__ import annotations
 import abc
 import inspect
 import json
+import logging
 import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
 from ._checks import check_like, check_pose
+from ._rng import rand
+from .amass import PoseData
 from .errors import CheckpointError, NotInitializedError, ShapeError
 from .formats.layouts import LAYOUTS, JointLayout, get_layout
+from .formats.ranges import BODY_RANGES_DEG, value_floors
+from .nn.independent import IndependentGaussian
 
 CHECKPOINT_FORMAT = 1
 """Version of the ``config.json`` + ``model.safetensors`` checkpoint format."""
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
+
+log = logging.getLogger("poseprior")
+
+_CONSTANT_STD = 1e-6  # a joint's values this constant in every training pose were not captured
+_FIT_COMMON = frozenset({"val", "generator", "progress"})  # fit options every prior accepts
+
+
+def _positive(name: str, value: object, *, at_least: float = 0.0, strict: bool = True) -> float:
+    """``value`` as a finite float above (or at) ``at_least``, else a ValueError naming ``name``."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    ok = ok and (value > at_least if strict else value >= at_least)
+    if not ok:
+        bound = f"> {at_least:g}" if strict else f">= {at_least:g}"
+        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
+    return float(value)
+
+
+def _indices(name: str, values: Sequence[int] | None, n: int) -> list[int] | None:
+    if values is None:
+        return None
+    out = sorted(int(v) for v in values)
+    if any(not 0 <= v < n for v in out) or len(set(out)) != len(out):
+        raise ValueError(f"{name} must be distinct flat indices 3 * joint + axis in [0, {n}), got {out}")
+    return out
 
 
 class PosePrior(nn.Module, abc.ABC):
@@ -58,9 +100,13 @@ class PosePrior(nn.Module, abc.ABC):
     Arguments:
         layout: The joints modelled, a layout name such as ``"body"`` (21 joints), ``"left_hand"``
             (15) or ``"smplx"`` (55), or a :class:`~poseprior.formats.JointLayout`.
-        constant_dims: Flat indices ``3 * joint + axis`` of the values excluded from the density,
-            or ``None`` to detect the values constant in the data at the first ``fit``.
-        constant_tol: Standard deviation (radians) at or below which a value counts as constant.
+        min_std: Floor of every standard deviation, in radians (the prior's own variance floor,
+            the broad component's and, where larger than the anatomical floor, the anatomical one).
+        exclude: Flat indices ``3 * joint + axis`` of the values left out of the density, or
+            ``None`` to decide at the first fit (see the module docs).
+        anatomical: Flat indices of the values given their anatomical Gaussian instead of a learned
+            density, or ``None`` to decide at the first fit (values whose training standard
+            deviation is below their floor).
         broad_weight: Weight :math:`w \in [0, 1)` of the broad per-value Gaussian component
             (see the module docs); 0 disables it.
         broad_scale: Factor :math:`s \geq 1` on the broad component's standard deviations.
@@ -68,45 +114,46 @@ class PosePrior(nn.Module, abc.ABC):
 
     name: ClassVar[str] = ""
     """Registry name, set by :func:`~poseprior.register_prior`."""
-    version: ClassVar[int] = 1
-    """Version of this prior's parameterization; checkpoints of another version are refused."""
+    version: ClassVar[int] = 2
+    """Version of this prior's parameterization; older checkpoints are upgraded by :meth:`upgrade_checkpoint`."""
     has_rsample: ClassVar[bool] = False
     has_exact_log_prob: ClassVar[bool] = True
     requires_initialization: ClassVar[bool] = False
+    """True if ``log_prob`` and ``sample`` need :meth:`initialize` (or ``fit``) first."""
     iterative_fit: ClassVar[bool] = True
+    """True if ``fit`` trains by gradient descent (takes ``epochs``, ``val``, ...); False if closed form."""
     default_layout: ClassVar[str] = "body"
     """The layout the command line uses for this prior unless told otherwise."""
-    """True if ``fit`` trains by gradient descent (takes ``epochs``, ``val``, ...); False if closed form."""
+    fit_defaults: ClassVar[dict[str, Any]] = {}
+    """The prior's ``fit`` options and their defaults (besides ``val``, ``generator``, ``progress``)."""
 
     def __init__(
         self,
         layout: str | JointLayout = "body",
         *,
-        constant_dims: Sequence[int] | None = None,
-        constant_tol: float = 1e-6,
+        min_std: float = 0.02,
+        exclude: Sequence[int] | None = None,
+        anatomical: Sequence[int] | None = None,
         broad_weight: float = 0.0,
         broad_scale: float = 1.0,
     ) -> None:
         super().__init__()
         self.layout = get_layout(layout)
-        self.constant_tol = float(constant_tol)
-        if not 0.0 <= float(broad_weight) < 1.0 or not float(broad_scale) >= 1.0:
-            raise ValueError(
-                f"need 0 <= broad_weight < 1 and broad_scale >= 1, got {broad_weight} and {broad_scale}"
-            )
-        self.broad_weight = float(broad_weight)
-        self.broad_scale = float(broad_scale)
+        self.min_std = _positive("min_std", min_std)
+        w = _positive("broad_weight", broad_weight, strict=False)
+        if w >= 1.0:
+            raise ValueError(f"broad_weight must be in [0, 1), got {broad_weight!r}")
+        self.broad_weight = w
+        self.broad_scale = _positive("broad_scale", broad_scale, at_least=1.0, strict=False)
         n = 3 * len(self.layout)
-        self.register_buffer("constant_values", torch.zeros(n))
-        self.register_buffer("initialized", torch.tensor(not self.requires_initialization))
-        if self.broad_weight > 0:  # the broad component over all 3J values; fitted by _resolve_constants
-            self.register_buffer("broad_loc", torch.zeros(n))
-            self.register_buffer("broad_inv_scale", torch.zeros(n))  # 0 at the excluded values
-            self.register_buffer("broad_log_norm", torch.zeros(()))
-        self._set_constant_dims(constant_dims)
-        if self.broad_weight > 0:  # N(0, I) until fitted, like the models' own initial state
-            self.broad_inv_scale.copy_(self.modelled.float())
-            self.broad_log_norm.fill_(-0.5 * self.dim * math.log(2 * math.pi))
+        self.register_buffer("data_mean", torch.zeros(n))
+        self.register_buffer("initialized", torch.tensor(False))
+        # Derived from the config (exclude, anatomical), so not saved in the state dict.
+        self.register_buffer("present", torch.ones(n, dtype=torch.bool), persistent=False)
+        self.register_buffer("learned", torch.ones(n, dtype=torch.bool), persistent=False)
+        self.anatomy = IndependentGaussian(n)
+        self.broad = IndependentGaussian(n) if w > 0 else None
+        self._set_values(exclude, anatomical)
 
     # ------------------------------------------------------------------ description
     @property
@@ -116,28 +163,57 @@ class PosePrior(nn.Module, abc.ABC):
 
     @property
     def dim(self) -> int:
-        r"""The number of modelled dimensions :math:`D` (:math:`3J` minus the excluded values)."""
-        return int(self.modelled.sum())
+        r"""The number of dimensions :math:`D` of the density: the learned and anatomical values."""
+        return self._dim
 
     dof = dim
 
     @property
+    def model_dim(self) -> int:
+        """The number of learned values: the dimension of the prior's own model."""
+        return self._model_dim
+
+    @property
     def space(self) -> str:
-        """What ``log_prob`` is a density on: Lebesgue measure on the modelled axis-angle values."""
+        """What ``log_prob`` is a density on: Lebesgue measure on the axis-angle values in the density."""
         return f"axis_angle:{self.layout.name}:lebesgue"
 
     @property
-    def modelled_mask(self) -> Tensor:
+    def present_mask(self) -> Tensor:
         """Boolean mask with shape :math:`(J, 3)`: True where the value enters the density."""
-        return self.modelled.reshape(len(self.layout), 3)
+        return self.present.reshape(len(self.layout), 3)
+
+    modelled_mask = present_mask
+
+    @property
+    def learned_mask(self) -> Tensor:
+        """Boolean mask with shape :math:`(J, 3)`: True where the prior's own model gives the density."""
+        return self.learned.reshape(len(self.layout), 3)
+
+    @property
+    def anatomical_mask(self) -> Tensor:
+        """Boolean mask with shape :math:`(J, 3)`: True where the density is the anatomical Gaussian."""
+        return (self.present & ~self.learned).reshape(len(self.layout), 3)
+
+    def _names(self, mask: Tensor) -> list[str]:
+        return [f"{self.layout.joints[i // 3]}.{'xyz'[i % 3]}" for i in mask.nonzero().flatten().tolist()]
 
     def excluded_names(self) -> list[str]:
-        """The excluded values as ``"joint.axis"`` strings, e.g. ``"left_knee.y"``."""
-        return [f"{self.layout.joints[i // 3]}.{'xyz'[i % 3]}" for i in self.constant_dims or []]
+        """The excluded values as ``"joint.axis"`` strings, e.g. ``"left_eye.x"``."""
+        return self._names(~self.present)
+
+    def anatomical_names(self) -> list[str]:
+        """The values with an anatomical density, as ``"joint.axis"`` strings, e.g. ``"left_knee.y"``."""
+        return self._names(self.present & ~self.learned)
+
+    def floors(self) -> Tensor:
+        r"""The floor of every value in radians, with shape :math:`(J, 3)`: the anatomical table, at least ``min_std``."""
+        return value_floors(self.layout).clamp_min(self.min_std).to(self.data_mean)
 
     def extra_repr(self) -> str:
-        broad = f", broad_weight={self.broad_weight:g}, broad_scale={self.broad_scale:g}" if self.broad_weight else ""
-        return f"layout={self.layout.name!r}, D={self.dim}{broad}"
+        broad = f", broad_weight={self.broad_weight:g}, broad_scale={self.broad_scale:g}" if self.broad else ""
+        anat = f" ({self._dim - self._model_dim} anatomical)" if self._dim > self._model_dim else ""
+        return f"layout={self.layout.name!r}, D={self.dim}{anat}{broad}"
 
     # ------------------------------------------------------------------ public API
     def log_prob(self, x: Tensor) -> Tensor:
@@ -147,15 +223,17 @@ class PosePrior(nn.Module, abc.ABC):
             x: Axis-angle poses with shape :math:`(*, J, 3)`.
 
         Returns:
-            The log-density over the modelled values, with shape :math:`(*)`. Differentiable
-            with respect to ``x``.
+            The log-density over the :math:`D` values of the density, with shape :math:`(*)`.
+            Differentiable with respect to ``x``. An empty batch gives an empty result.
         """
         x = self._check(x, "log_prob")
         self._check_initialized("log_prob")
         batch = x.shape[:-2]
+        if batch.numel() == 0:
+            return x.new_zeros(batch)
         if x.dim() != 3:  # (no view node in the autograd graph for the usual (N, J, 3))
             x = x.reshape(-1, *self.event_shape)
-        lp = self._mixture_log_prob(x)
+        lp = self._full_log_prob(x)
         return lp if lp.shape == batch else lp.reshape(batch)
 
     def penalty(self, x: Tensor, per_dim: bool = False) -> Tensor:
@@ -180,35 +258,37 @@ class PosePrior(nn.Module, abc.ABC):
 
         Arguments:
             sample_shape: The batch shape :math:`S` (an ``int`` means ``(n,)``).
-            generator: The random generator; the global RNG is never used when one is given.
+            generator: The random generator; the global RNG is never used when one is given. Draws
+                are made on the generator's device and moved to the prior's.
         """
         self._check_initialized("sample")
-        shape = torch.Size((sample_shape,) if isinstance(sample_shape, int) else sample_shape)
+        shape = self._sample_shape(sample_shape)
         n = shape.numel()
         if n == 0:
-            return self.constant_values.new_zeros(*shape, *self.event_shape)
-        if self.broad_weight == 0:
-            return self._sample(n, generator).reshape(*shape, *self.event_shape)
-        broad = torch.rand(n, generator=generator, device="cpu") < self.broad_weight
-        broad = broad.to(self.constant_values.device)
-        k = int(broad.sum())
-        x = self.constant_values.new_empty(n, *self.event_shape)
-        if k < n:
-            x[~broad] = self._sample(n - k, generator).to(x.dtype)
-        if k > 0:
-            x[broad] = self._broad_sample(k, generator)
-        return x.reshape(*shape, *self.event_shape)
+            return self.data_mean.new_zeros(*shape, *self.event_shape)
+        return self._draw(n, generator).reshape(*shape, *self.event_shape)
 
     def sample_and_log_prob(
         self, sample_shape: int | Sequence[int] = (), *, generator: torch.Generator | None = None
     ) -> tuple[Tensor, Tensor]:
         r"""Draws poses with shape :math:`(*S, J, 3)` and returns them with their log-density :math:`(*S)`.
 
-        Without gradients. Flows override it to get the density on the way (no second pass).
+        Without gradients; the same poses as :meth:`sample` with the same generator. Flows
+        compute the density on the way (no second pass) when there is no broad component.
         """
-        x = self.sample(sample_shape, generator=generator)
+        self._check_initialized("sample_and_log_prob")
+        shape = self._sample_shape(sample_shape)
+        n = shape.numel()
         with torch.no_grad():
-            return x, self.log_prob(x)
+            pair = self._sample_and_log_prob(n, generator) if self.broad is None and n > 0 else None
+            if pair is None:
+                x = self.sample(shape, generator=generator)
+                return x, self.log_prob(x)
+            x, lp = pair
+            x = self._complete(x, generator)
+            if self._dim > self._model_dim:
+                lp = lp + self.anatomy.log_prob(x.reshape(n, -1))
+            return x.reshape(*shape, *self.event_shape), lp.reshape(shape)
 
     def rsample(
         self, sample_shape: int | Sequence[int] = (), *, generator: torch.Generator | None = None
@@ -216,54 +296,75 @@ class PosePrior(nn.Module, abc.ABC):
         """Like :meth:`sample`, differentiable with respect to the parameters (if ``has_rsample``)."""
         raise NotImplementedError(f"{type(self).__name__} has no reparameterized sampler (has_rsample=False)")
 
-    def initialize(self, x: Tensor) -> None:
-        r"""Data-dependent initialization from poses with shape :math:`(N, J, 3)`.
+    def without_broad(self) -> PosePrior:
+        """A copy of this prior without its broad component (``broad_weight=0``): the model alone.
 
-        Detects the constant values if ``constant_dims`` is ``None``. Never triggered by forward.
+        The anatomical values keep their Gaussians. Used to measure what the learned model does
+        by itself.
         """
-        x = self._check_data(x, "initialize")
-        self._resolve_constants(x)
-        self._initialize(x)
-        self.initialized.fill_(True)
+        plain = type(self)(**{**self.get_config(), "broad_weight": 0.0}).to(self.data_mean)
+        plain.load_state_dict({k: v for k, v in self.state_dict().items() if not k.startswith("broad.")})
+        return plain.train(self.training)
 
-    def fit(self, x: Tensor | Iterable[Tensor], **options: Any) -> PosePrior:
+    def initialize(self, x: Tensor | PoseData | Iterable[Tensor]) -> None:
+        r"""Data-dependent initialization from poses with shape :math:`(N, J, 3)` (or a ``PoseData``).
+
+        Decides the excluded and anatomical values where they are not given, fits their
+        statistics and the broad component, then the prior's own data-dependent state. Never
+        triggered by forward.
+        """
+        x, present = self._data(x, "initialize")
+        self._initialize_from(x, present)
+
+    def fit(self, x: Tensor | PoseData | Iterable[Tensor], **options: Any) -> PosePrior:
         r"""Fits the prior to poses with shape :math:`(N, J, 3)` and returns ``self``.
 
-        ``x`` may also be an iterable of such tensors (e.g. a DataLoader), which is concatenated.
-        The first call decides the excluded values (see the module docs). Priors that need a
-        data-dependent initialization are initialized here when they are not yet. Other keyword
-        arguments are the prior's training options (see its ``_fit``); ``val=`` poses enable early
-        stopping where supported.
+        ``x`` may also be a :class:`~poseprior.amass.PoseData` (its joints are taken by name and
+        its absent joints excluded), a NumPy array, or an iterable of tensors (e.g. a DataLoader),
+        which is concatenated. The first call (or any call of a closed-form prior) initializes the
+        prior (see :meth:`initialize`); later calls of an iterative prior fine-tune it. Keyword
+        arguments are the prior's training options (``fit_defaults``, plus ``val=`` poses for early
+        stopping, ``generator`` and ``progress``).
         """
-        x = self._check_data(x, "fit")
-        if "val" in options and options["val"] is not None:
-            options["val"] = self._check_data(options["val"], "fit(val=...)")
-        if self.requires_initialization and not bool(self.initialized):
-            self.initialize(x)
-        else:
-            self._resolve_constants(x)
+        x, present = self._data(x, "fit")
+        allowed = _FIT_COMMON | self.fit_defaults.keys()
+        unknown = sorted(options.keys() - allowed)
+        if unknown:
+            raise TypeError(f"{type(self).__name__}.fit: unknown option(s) {unknown}; it takes {sorted(allowed)}")
+        options = {**self.fit_defaults, **options}
+        if options.get("val") is not None:
+            options["val"] = self._data(options["val"], "fit(val=...)")[0]
+        if not bool(self.initialized) or not self.iterative_fit:
+            self._initialize_from(x, present)
         self._fit(x, **options)
         return self
 
-    def training_loss(self, x: Tensor) -> Tensor:
-        """The scalar objective minimized by ``fit`` and by the Lightning trainer."""
+    def training_loss(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """The scalar objective minimized by ``fit`` and by the Lightning trainer.
+
+        ``generator`` drives the training noise of priors that use it (the global RNG when ``None``).
+        """
         x = self._check(x, "training_loss")
         self._check_initialized("training_loss")
-        return self._training_loss(x.reshape(-1, *self.event_shape))
+        return self._training_loss(x.reshape(-1, *self.event_shape), generator)
 
     # ------------------------------------------------------------------ hooks
     @abc.abstractmethod
     def _log_prob(self, x: Tensor) -> Tensor:
-        """x: (N, J, 3) validated -> (N,)."""
+        """x: (N, J, 3) validated -> (N,): the density of the learned values."""
 
     @abc.abstractmethod
     def _sample(self, n: int, generator: torch.Generator | None) -> Tensor:
-        """-> (n, J, 3), excluded values set to their constants (see :meth:`_fill`)."""
+        """-> (n, J, 3) with the learned values drawn from the model (the others are set by the base)."""
+
+    def _sample_and_log_prob(self, n: int, generator: torch.Generator | None) -> tuple[Tensor, Tensor] | None:
+        """-> (n, J, 3) poses as :meth:`_sample` and their (n,) model log-density, or None if not offered."""
+        return None
 
     def _initialize(self, x: Tensor) -> None:  # noqa: B027  (optional hook)
-        """Data-dependent initialization; x: (N, J, 3)."""
+        """The prior's own data-dependent initialization; x: (N, J, 3)."""
 
-    def _training_loss(self, x: Tensor) -> Tensor:
+    def _training_loss(self, x: Tensor, generator: torch.Generator | None) -> Tensor:
         return -self._log_prob(x).mean()
 
     def _fit(self, x: Tensor, **options: Any) -> None:
@@ -272,119 +373,204 @@ class PosePrior(nn.Module, abc.ABC):
         fit_adam(self, x, **options)
 
     def _rebuild(self) -> None:  # noqa: B027  (optional hook)
-        """Rebuilds the modules whose shapes depend on :attr:`dim`, after the first fit decided it."""
+        """Rebuilds the modules whose shapes depend on :attr:`model_dim`, after the first fit decided it."""
+
+    def _full_log_prob(self, x: Tensor) -> Tensor:
+        """(N, J, 3) -> (N,): the whole density. A prior may override it to fuse the parts (global_flow)."""
+        return self._mix(self._log_prob(x), x)
 
     # ------------------------------------------------------------------ helpers for hooks
     def _select(self, x: Tensor) -> Tensor:
-        """(N, J, 3) -> (N, D): the modelled values."""
-        return x.reshape(x.shape[0], -1)[:, self.modelled]
+        """(N, J, 3) -> (N, model_dim): the learned values."""
+        return x.reshape(x.shape[0], -1)[:, self.learned]
 
     def _fill(self, z: Tensor) -> Tensor:
-        """(N, D) -> (N, J, 3): modelled values from ``z``, the others set to their constants."""
-        out = self.constant_values.to(z.dtype).expand(z.shape[0], -1).clone()
-        out[:, self.modelled] = z
+        """(N, model_dim) -> (N, J, 3): the learned values from ``z``, the others at their training means."""
+        out = self.data_mean.to(z.dtype).expand(z.shape[0], -1).clone()
+        out[:, self.learned] = z
         return out.reshape(z.shape[0], *self.event_shape)
 
-    def _mixture_log_prob(self, x: Tensor) -> Tensor:
-        """(N, J, 3) -> (N,): the whole density, the model's mixed with the broad component.
-
-        A prior may override it to compute both in one fused pass (``global_flow`` does).
-        """
-        return self._mix(self._log_prob(x), x)
-
     def _mix(self, model_log_prob: Tensor, x: Tensor) -> Tensor:
-        """(N,) model log-density and (N, J, 3) poses -> (N,) log-density of the mixture."""
-        if self.broad_weight == 0:
-            return model_log_prob
-        # logsumexp, not logaddexp: logaddexp's second derivative is NaN once one side is
-        # e^700 times the other (a pose far from the model's data), logsumexp's is not.
-        terms = [model_log_prob + math.log1p(-self.broad_weight),
-                 self._broad_log_prob(x) + math.log(self.broad_weight)]
-        return torch.logsumexp(torch.stack(terms), 0)
-
-    def _broad_log_prob(self, x: Tensor) -> Tensor:
-        """(N, J, 3) -> (N,): log-density of the broad per-value Gaussian component.
-
-        Over all :math:`3J` values with the inverse scale 0 at the excluded ones (no index
-        selection: a few elementwise ops, cheap at batch 1 inside an optimizer loop).
-        """
-        z = (x.reshape(x.shape[0], -1) - self.broad_loc) * self.broad_inv_scale
-        return self.broad_log_norm - 0.5 * z.square().sum(-1)
-
-    def _broad_sample(self, n: int, generator: torch.Generator | None) -> Tensor:
-        """-> (n, J, 3) poses drawn from the broad component."""
-        ref = self.broad_loc
-        eps = torch.randn(n, self.dim, generator=generator, dtype=ref.dtype, device="cpu").to(ref.device)
-        return self._fill(self._select(ref.unsqueeze(0)) + eps / self._select(self.broad_inv_scale.unsqueeze(0)))
-
-    def _set_constant_dims(self, dims: Sequence[int] | None) -> None:
-        n = 3 * len(self.layout)
-        mask = torch.ones(n, dtype=torch.bool)
-        if dims is not None:
-            dims = sorted(int(d) for d in dims)
-            if any(not 0 <= d < n for d in dims) or len(set(dims)) != len(dims):
-                raise ValueError(f"constant_dims must be distinct indices in [0, {n}), got {dims}")
-            if len(dims) == n:
-                raise ValueError("constant_dims excludes every value: nothing would be modelled")
-            mask[dims] = False
-        self.constant_dims = dims
-        if "modelled" in self._buffers:
-            self.modelled = mask.to(self.modelled.device)
-        else:
-            self.register_buffer("modelled", mask)
-
-    def _resolve_constants(self, x: Tensor) -> None:
-        """Decides the excluded values from data the first time, and rebuilds if D changed."""
+        """(N,) model log-density and (N, J, 3) poses -> (N,) log-density of the whole prior."""
+        lp = model_log_prob
         flat = x.reshape(x.shape[0], -1)
-        if self.constant_dims is None:
-            std = flat.std(0) if flat.shape[0] > 1 else torch.zeros_like(flat[0])
-            dims = (std <= self.constant_tol).nonzero().flatten().tolist()
-            if len(dims) == flat.shape[1]:
-                raise ShapeError(
-                    f"fit: every value of the {flat.shape[0]} poses is constant; a density needs "
-                    "varying data (give more or different poses)"
+        if self.broad is not None:
+            # logsumexp, not logaddexp: logaddexp's second derivative is NaN once one side is
+            # e^700 times the other (a pose far from the model's data), logsumexp's is not.
+            terms = [lp + math.log1p(-self.broad_weight), self.broad.log_prob(flat) + math.log(self.broad_weight)]
+            lp = torch.logsumexp(torch.stack(terms), 0)
+        if self._dim > self._model_dim:
+            lp = lp + self.anatomy.log_prob(flat)
+        return lp
+
+    def _draw(self, n: int, generator: torch.Generator | None) -> Tensor:
+        """(n, J, 3) samples of the whole prior: component choice, model or broad draws, then the rest."""
+        if self.broad is None:
+            return self._complete(self._sample(n, generator), generator)
+        pick = rand((n,), generator, self.data_mean) < self.broad_weight
+        k = int(pick.sum())
+        x = self.data_mean.new_empty(n, *self.event_shape)
+        if k < n:
+            x[~pick] = self._sample(n - k, generator).to(x.dtype)
+        if k > 0:
+            x[pick] = self._fill(self.broad.sample(k, generator))
+        return self._complete(x, generator)
+
+    def _complete(self, x: Tensor, generator: torch.Generator | None) -> Tensor:
+        """Sets the excluded values of samples (n, J, 3) to their means and draws the anatomical ones."""
+        n = x.shape[0]
+        flat = torch.where(self.present, x.reshape(n, -1), self.data_mean.to(x.dtype))
+        if self._dim > self._model_dim:
+            flat[:, self.present & ~self.learned] = self.anatomy.sample(n, generator).to(flat.dtype)
+        return flat.reshape(n, *self.event_shape)
+
+    def _set_values(self, exclude: Sequence[int] | None, anatomical: Sequence[int] | None) -> None:
+        """Sets which values are excluded, anatomical and learned (and resets their parts to defaults)."""
+        n = 3 * len(self.layout)
+        exclude, anatomical = _indices("exclude", exclude, n), _indices("anatomical", anatomical, n)
+        both = sorted(set(exclude or ()) & set(anatomical or ()))
+        if both:
+            raise ValueError(f"values {both} are both excluded and anatomical; a value is one or the other")
+        present = torch.ones(n, dtype=torch.bool)
+        present[exclude or []] = False
+        learned = present.clone()
+        learned[anatomical or []] = False
+        if not learned.any():
+            raise ValueError(
+                "no value is left to learn: every value is excluded or anatomical; a prior needs at least one "
+                "value that the data moves (check the exclude / anatomical lists, or the data)"
+            )
+        self.exclude, self.anatomical = exclude, anatomical
+        self.present.copy_(present)
+        self.learned.copy_(learned)
+        self._dim, self._model_dim = int(present.sum()), int(learned.sum())
+        # Before any data: the anatomical values N(0, floor^2), the broad component N(0, I).
+        self.anatomy.set(self.data_mean, self.floors().reshape(-1), present & ~learned)
+        if self.broad is not None:
+            self.broad.set(self.data_mean, torch.ones_like(self.data_mean), learned)
+
+    def _decide_values(self, x: Tensor, present_joints: Tensor | None) -> None:
+        """Decides the excluded and anatomical values that were not given (see the module docs)."""
+        flat = x.reshape(x.shape[0], -1)
+        std = flat.std(0).cpu()
+        j = len(self.layout)
+        exclude = self.exclude
+        if exclude is None:
+            absent = torch.zeros(j, dtype=torch.bool) if present_joints is None else ~present_joints.cpu()
+            tabulated = torch.tensor([name in BODY_RANGES_DEG for name in self.layout.joints])
+            frozen = (std.reshape(j, 3) <= _CONSTANT_STD).all(-1) & ~tabulated & ~absent
+            if frozen.any():
+                log.warning(
+                    "%s: joint(s) %s are exactly constant in every training pose and have no anatomical "
+                    "range: treated as absent from the data and excluded from the density",
+                    type(self).__name__, ", ".join(n for n, f in zip(self.layout.joints, frozen.tolist()) if f),
                 )
-            old = self.dim
-            self._set_constant_dims(dims)
-            if self.dim != old:
-                self._rebuild()
-        self.constant_values.copy_(flat.mean(0).to(self.constant_values) * ~self.modelled)
-        if self.broad_weight > 0:
-            v = flat.double()
-            floor = float(getattr(self, "min_std", 0.02))
-            scale = v.std(0).clamp_min(floor) * self.broad_scale
-            self.broad_loc.copy_(v.mean(0))
-            self.broad_inv_scale.copy_(scale.reciprocal() * self.modelled)
-            log_norm = -(scale.log()[self.modelled].sum() + 0.5 * self.dim * math.log(2 * math.pi))
-            self.broad_log_norm.copy_(log_norm)
+            exclude = (absent | frozen).repeat_interleave(3).nonzero().flatten().tolist()
+        if len(exclude) == 3 * j:
+            raise ShapeError(
+                f"{type(self).__name__}.fit: every value of the {x.shape[0]} poses is constant or absent; a "
+                "density needs varying data (give more or different poses)"
+            )
+        anatomical = self.anatomical
+        if anatomical is None:
+            kept = torch.ones(3 * j, dtype=torch.bool)
+            kept[exclude] = False
+            low = (std < self.floors().reshape(-1).cpu()) & kept
+            if bool(low[kept].all()):
+                raise ShapeError(
+                    f"{type(self).__name__}.fit: every value of the {x.shape[0]} training poses moves less than "
+                    "its anatomical floor, so there is nothing to learn; give poses with more motion"
+                )
+            anatomical = low.nonzero().flatten().tolist()
+        old = self._model_dim
+        self._set_values(exclude, anatomical)
+        if self._model_dim != old:
+            self._rebuild()
+
+    @torch.no_grad()
+    def _initialize_from(self, x: Tensor, present_joints: Tensor | None) -> None:
+        """Decides the values, fits their statistics and the broad component, then :meth:`_initialize`."""
+        self._decide_values(x, present_joints)
+        flat = x.reshape(x.shape[0], -1).double()
+        mean, std = flat.mean(0), flat.std(0)
+        self.data_mean.copy_(mean)
+        anat = self.present & ~self.learned
+        self.anatomy.set(mean, torch.maximum(std, self.floors().reshape(-1).double()), anat)
+        if self.broad is not None:
+            self.broad.set(mean, std.clamp_min(self.min_std) * self.broad_scale, self.learned)
+        self._initialize(x)
+        self.initialized.fill_(True)
+
+    def _sample_shape(self, sample_shape: int | Sequence[int]) -> torch.Size:
+        shape = (sample_shape,) if isinstance(sample_shape, int) else sample_shape
+        shape = tuple(shape) if isinstance(shape, (tuple, list, torch.Size)) else (shape,)
+        if not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in shape):
+            raise ValueError(
+                f"{type(self).__name__}.sample: sample_shape must be an int >= 0 or a sequence of them, "
+                f"got {sample_shape!r}"
+            )
+        return torch.Size(shape)
 
     def _check(self, x: Tensor, where: str) -> Tensor:
         where = f"{type(self).__name__}.{where}"
         if isinstance(x, Tensor):
-            check_like(x, self.constant_values, where)
+            check_like(x, self.data_mean, where)
         check_pose(x, self.layout, where)
-        return x.to(self.constant_values.dtype)
+        return x.to(self.data_mean.dtype)
 
-    def _check_data(self, x: Tensor | Iterable[Tensor], where: str) -> Tensor:
-        if not isinstance(x, Tensor):
-            if hasattr(x, "poses_for"):  # a PoseData: take this prior's joints by name
-                x = x.poses_for(self.layout)
-            else:
-                x = torch.cat([torch.as_tensor(b) for b in x])
-        x = self._check(x, where)
+    def _data(self, x: Tensor | PoseData | np.ndarray | Iterable[Tensor], where: str) -> tuple[Tensor, Tensor | None]:
+        """Training poses (N, J, 3) from any accepted input, and the present joints (J,) if known."""
+        present = None
+        if isinstance(x, PoseData):
+            present = x.present_for(self.layout)
+            x = x.poses_for(self.layout, missing="zero")
+        elif isinstance(x, np.ndarray):
+            x = torch.from_numpy(x)
+        elif not isinstance(x, Tensor):
+            x = torch.cat([torch.as_tensor(b) for b in x])
+        x = self._check(x.to(self.data_mean.device) if x.device.type == "cpu" else x, where)
         if x.dim() != 3 or x.shape[0] < 2:
             raise ShapeError(
                 f"{type(self).__name__}.{where}: expected data with shape (N, {len(self.layout)}, 3) "
                 f"and N >= 2 poses, got {tuple(x.shape)}"
             )
-        return x.detach()
+        return x.detach(), present
 
     def _check_initialized(self, where: str) -> None:
-        if not bool(self.initialized):
+        if self.requires_initialization and not bool(self.initialized):
             raise NotInitializedError(
                 f"{type(self).__name__}.{where}: the prior has a data-dependent initialization "
                 "(ActNorm); call .fit(x) or .initialize(x) first"
             )
+
+    @classmethod
+    def upgrade_checkpoint(cls, version: int, config: dict[str, Any], state: dict[str, Tensor]) -> tuple[dict, dict]:
+        """Maps a checkpoint of an earlier ``version`` of this prior onto the current one (same density).
+
+        Version 1 (poseprior 0.1.0) excluded every value constant in the training data and had no
+        anatomical values: its ``constant_dims`` become ``exclude``, with ``anatomical=[]``.
+        Priors extend this for their own changes.
+        """
+        if version != 1:
+            raise CheckpointError(f"no upgrade from version {version} of prior {cls.name!r}")
+        config = dict(config)
+        config["exclude"] = config.pop("constant_dims", None)
+        config["anatomical"] = []
+        config.pop("constant_tol", None)
+        config.setdefault("broad_weight", 0.0)  # written before the broad component existed
+        state = dict(state)
+        renames = {"constant_values": "data_mean", "broad_loc": "broad.loc",
+                   "broad_inv_scale": "broad.inv_scale", "broad_log_norm": "broad.log_norm"}
+        for old, new in renames.items():
+            if old in state:
+                state[new] = state.pop(old)
+        state.pop("modelled", None)
+        ref = state["data_mean"]
+        state.update({"anatomy.loc": torch.zeros_like(ref), "anatomy.inv_scale": torch.zeros_like(ref),
+                      "anatomy.log_norm": ref.new_zeros(())})
+        state.setdefault("initialized", torch.tensor(True))
+        return config, state
+
 
     # ------------------------------------------------------------------ checkpoints
     def get_config(self) -> dict[str, Any]:

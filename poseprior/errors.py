@@ -23,6 +23,10 @@ class NotInitializedError(PosePriorError, RuntimeError):
     """A prior with data-dependent initialization was used before ``fit`` or ``initialize``."""
 
 
+class FitDivergedError(PosePriorError, RuntimeError):
+    """Training produced a non-finite loss (the optimization diverged; the data was finite)."""
+
+
 class UnknownPriorError(PosePriorError, KeyError):
     """A registry name (prior, layout, pretrained checkpoint) does not exist."""
 

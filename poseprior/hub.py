@@ -69,16 +69,17 @@ def build_prior(
             f"{source!r} holds a {meta['prior']!r} prior, not a {expected.name!r} prior; "
             f"load it with poseprior.load() or {cls.__name__}.load()"
         )
-    if meta.get("prior_version", 1) != cls.version:
-        raise CheckpointError(
-            f"{source!r} holds a {meta['prior']!r} prior of version {meta.get('prior_version')}; "
-            f"this poseprior implements version {cls.version}"
-        )
-    # Configs written before the broad component existed (poseprior 0.1.0) have no broad_weight:
-    # they hold the model alone, which is broad_weight=0 (not today's default).
+    version = meta.get("prior_version", 1)
     config = meta["config"]
-    if isinstance(config, dict) and "broad_weight" not in config:
-        config = {**config, "broad_weight": 0.0}
+    if not isinstance(version, int) or version > cls.version or version < 1:
+        raise CheckpointError(
+            f"{source!r} holds a {meta['prior']!r} prior of version {version!r}; "
+            f"this poseprior implements versions 1 to {cls.version}: upgrade poseprior"
+        )
+    if version < cls.version:  # an older parameterization: mapped onto today's (same density)
+        if not isinstance(config, dict):
+            raise CheckpointError(f"{source!r}: the config is not a JSON object")
+        config, state = cls.upgrade_checkpoint(version, config, state)
     try:
         prior = cls(**config)
     except (TypeError, ValueError, KeyError) as e:

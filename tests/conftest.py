@@ -6,6 +6,7 @@ import os
 
 import pytest
 import torch
+from contract import synthetic_poses  # noqa: F401  (re-exported for the tests that import it from here)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -38,12 +39,3 @@ def one_thread() -> object:
 @pytest.fixture
 def gen() -> torch.Generator:
     return torch.Generator().manual_seed(0)
-
-
-def synthetic_poses(n: int, joints: int, generator: torch.Generator, dtype: torch.dtype = torch.float64) -> torch.Tensor:
-    """Correlated axis-angle poses (N, J, 3) with a few heavy dimensions: synthetic, not real motion."""
-    d = 3 * joints
-    a = torch.randn(d, d, generator=generator, dtype=dtype) * 0.15 / d**0.5
-    z = torch.randn(n, d, generator=generator, dtype=dtype)
-    x = z @ a.T + 0.3 * torch.tanh(torch.randn(n, d, generator=generator, dtype=dtype)) + 0.1
-    return x.reshape(n, joints, 3)

@@ -2,55 +2,29 @@
 
 from __future__ import annotations
 
+import importlib
+import logging
+import math
+import pkgutil
 import warnings
 from pathlib import Path
-from typing import Any
 
 import pytest
 import torch
-from conftest import synthetic_poses
 from contract import (
-    assert_excluded_values_constant,
+    CONSTANT_VALUE,
+    ONE_JOINT,
+    TINY_CONFIGS,
+    assert_honest_tails,
     assert_log_prob_shapes,
     assert_sample_shapes,
+    contract_data,
+    fitted,
     integral_estimate,
 )
 
 import poseprior
-from poseprior import CheckpointError, JointLayout, NotInitializedError, ShapeError, ValueCheckError
-
-# name -> (constructor kwargs, fit options). Every registered prior must appear here.
-TINY_CONFIGS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
-    "gaussian": ({"layout": "left_hand"}, {}),
-    "global_flow": (
-        {"layout": "left_hand", "blocks": 2, "hidden_features": 16, "residual_blocks": 1},
-        {"epochs": 15, "batch_size": 100},
-    ),
-    "hand_vae": (
-        {"layout": "left_hand", "latent_dim": 4, "hidden_features": 32, "num_layers": 2, "num_samples": 16},
-        {"epochs": 40, "batch_size": 100},
-    ),
-    "joint_flow": ({"layout": "left_hand", "num_bins": 4, "hidden": 16, "layers": 1}, {"epochs": 3, "batch_size": 100}),
-}
-
-ONE_JOINT = JointLayout("one_joint", ("left_elbow",), (-1,))
-
-
-def _data(layout: str | JointLayout, n: int, seed: int, dtype: torch.dtype) -> torch.Tensor:
-    joints = len(poseprior.get_layout(layout))
-    x = synthetic_poses(n, joints, torch.Generator().manual_seed(seed), dtype)
-    x[:, 0, 2] = 0.25  # a constant value: must be excluded from the density
-    return x
-
-
-def _fitted(name: str, dtype: torch.dtype, layout: str | JointLayout | None = None, n: int = 600) -> tuple:
-    kwargs, fit_opts = TINY_CONFIGS[name]
-    kwargs = dict(kwargs, **({"layout": layout} if layout is not None else {}))
-    prior = poseprior.create(name, **kwargs).to(dtype)
-    data = _data(prior.layout, n, 1, dtype)
-    prior.fit(data, generator=torch.Generator().manual_seed(2), **fit_opts)
-    return prior, data
-
+from poseprior import CheckpointError, NotInitializedError, ShapeError, ValueCheckError
 
 names = pytest.mark.parametrize("name", sorted(TINY_CONFIGS))
 
@@ -59,22 +33,34 @@ def test_registry_is_covered() -> None:
     assert set(poseprior.list_priors()) == set(TINY_CONFIGS)
 
 
+def test_every_prior_module_is_registered() -> None:
+    """A module under poseprior/priors/ that registers nothing would escape the contract."""
+    import poseprior.priors as pkg
+
+    registered = {poseprior.prior_class(n).__module__ for n in poseprior.list_priors()}
+    modules = {f"{pkg.__name__}.{m.name}" for m in pkgutil.iter_modules(pkg.__path__) if not m.name.startswith("_")}
+    for module in modules:
+        importlib.import_module(module)
+    assert modules <= registered, f"modules that register no prior: {sorted(modules - registered)}"
+
+
 @names
-def test_shapes_and_description(name: str, dtype: torch.dtype, gen: torch.Generator) -> None:
-    prior, data = _fitted(name, dtype)
-    assert prior.event_shape == (len(prior.layout), 3)
-    assert prior.dim == 3 * len(prior.layout) - 1  # the constant value is excluded
-    assert prior.excluded_names() == [f"{prior.layout.joints[0]}.z"]
+def test_shapes_and_description(name: str, dtype: torch.dtype, device: torch.device, gen: torch.Generator) -> None:
+    prior, data = fitted(name, dtype, device=device)
+    j = len(prior.layout)
+    assert prior.event_shape == (j, 3)
+    assert prior.dim == 3 * j and prior.model_dim == 3 * j - 1  # the constant value is anatomical
+    assert prior.excluded_names() == []
+    assert prior.anatomical_names() == [f"{prior.layout.joints[CONSTANT_VALUE[0]]}.{'xyz'[CONSTANT_VALUE[1]]}"]
     assert isinstance(prior.has_exact_log_prob, bool) and prior.space.startswith("axis_angle:")
     assert_log_prob_shapes(prior, data)
     assert_sample_shapes(prior, gen)
-    assert_excluded_values_constant(prior, prior.sample(20, generator=gen), data)
 
 
 @names
-def test_finite_and_differentiable(name: str, dtype: torch.dtype, gen: torch.Generator) -> None:
-    prior, data = _fitted(name, dtype)
-    samples = prior.sample(50, generator=gen)
+def test_finite_and_differentiable(name: str, dtype: torch.dtype) -> None:
+    prior, data = fitted(name, dtype)
+    samples = prior.sample(50, generator=torch.Generator().manual_seed(0))
     assert torch.isfinite(prior.log_prob(samples)).all()
     x = data[:50].clone().requires_grad_(True)
     lp = prior.log_prob(x)
@@ -87,8 +73,23 @@ def test_finite_and_differentiable(name: str, dtype: torch.dtype, gen: torch.Gen
 
 
 @names
+def test_finite_far_from_the_data(name: str) -> None:
+    """Any finite pose up to 50 rad: finite log_prob, gradient and Hessian-vector product."""
+    prior, data = fitted(name)
+    gen = torch.Generator().manual_seed(5)
+    scale = torch.tensor([0.1, 1.0, 5.0, 20.0, 50.0], dtype=data.dtype).repeat_interleave(8)
+    x = (torch.rand(40, *prior.event_shape, generator=gen, dtype=data.dtype) * 2 - 1) * scale[:, None, None]
+    x = x.requires_grad_(True)
+    lp = prior.log_prob(x)
+    (g,) = torch.autograd.grad(lp.sum(), x, create_graph=True)
+    v = torch.randn(x.shape, generator=gen, dtype=x.dtype)
+    (hv,) = torch.autograd.grad((g * v).sum(), x)
+    assert torch.isfinite(lp).all() and torch.isfinite(g).all() and torch.isfinite(hv).all()
+
+
+@names
 def test_train_eval_equivalence(name: str, dtype: torch.dtype) -> None:
-    prior, data = _fitted(name, dtype)
+    prior, data = fitted(name, dtype)
     prior.train()
     a = prior.log_prob(data[:20])
     prior.eval()
@@ -97,9 +98,10 @@ def test_train_eval_equivalence(name: str, dtype: torch.dtype) -> None:
 
 
 @names
-def test_normalization_on_one_joint(name: str, dtype: torch.dtype, gen: torch.Generator) -> None:
-    prior, _ = _fitted(name, dtype, layout=ONE_JOINT, n=2000)
-    # One joint with its z value constant leaves D = 2: integrate over the modelled plane.
+def test_normalization_on_one_joint(name: str, gen: torch.Generator) -> None:
+    # One joint (D = 3: two learned values and the anatomical constant one).
+    prior, _ = fitted(name, layout=ONE_JOINT, n=2000)
+    assert prior.dim == 3 and prior.model_dim == 2
     samples = prior.sample(4000, generator=gen)
     total = integral_estimate(prior, samples, 200_000, gen)
     assert 0.9 < total < 1.1, total
@@ -108,15 +110,15 @@ def test_normalization_on_one_joint(name: str, dtype: torch.dtype, gen: torch.Ge
 @names
 def test_fit_improves_held_out_nll(name: str, dtype: torch.dtype) -> None:
     kwargs, fit_opts = TINY_CONFIGS[name]
-    prior = poseprior.create(name, **kwargs).to(dtype)
-    both = _data(prior.layout, 1000, 1, dtype)  # one distribution: train on 800, hold out 200
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        prior = poseprior.create(name, **kwargs).to(dtype)
+    both = contract_data(prior.layout, 1000, 1, dtype)  # one distribution: train on 800, hold out 200
     data, held_out = both[:800], both[800:]
     if prior.requires_initialization:
         with pytest.raises(NotInitializedError, match="call .fit"):
             prior.log_prob(held_out)
-        prior.initialize(data)
-    else:
-        prior._resolve_constants(data)
+    prior.initialize(data)
     before = -prior.log_prob(held_out).mean()
     assert prior.fit(data, generator=torch.Generator().manual_seed(3), **fit_opts) is prior
     after = -prior.log_prob(held_out).mean()
@@ -124,19 +126,92 @@ def test_fit_improves_held_out_nll(name: str, dtype: torch.dtype) -> None:
 
 
 @names
-def test_sampling_is_reproducible_with_generator(name: str, dtype: torch.dtype) -> None:
-    prior, _ = _fitted(name, dtype)
+def test_fit_is_reproducible_with_a_generator(name: str) -> None:
+    kwargs, fit_opts = TINY_CONFIGS[name]
+    data = contract_data(poseprior.get_layout(kwargs["layout"]), 300, 4, torch.float64)
+    states = []
+    for _ in range(2):
+        with torch.random.fork_rng():
+            torch.manual_seed(0)
+            prior = poseprior.create(name, **kwargs).double()
+        torch.rand(10)  # the global RNG moves between the fits: it must not matter
+        prior.fit(data, generator=torch.Generator().manual_seed(9), **{**fit_opts, "epochs": 2} if fit_opts else {})
+        states.append(prior.state_dict())
+    for key, value in states[0].items():
+        assert torch.equal(value, states[1][key]), key
+
+
+@names
+def test_sampling_is_reproducible_and_agrees_with_log_prob(name: str, dtype: torch.dtype) -> None:
+    prior, _ = fitted(name, dtype)
     a = prior.sample(5, generator=torch.Generator().manual_seed(7))
     torch.rand(100)  # move the global RNG
     state = torch.get_rng_state()
     b = prior.sample(5, generator=torch.Generator().manual_seed(7))
     assert torch.equal(a, b)
     assert torch.equal(state, torch.get_rng_state()), "sampling with a generator used the global RNG"
+    for p in (prior, prior.without_broad()):
+        x, lp = p.sample_and_log_prob((2, 3), generator=torch.Generator().manual_seed(8))
+        assert x.shape == (2, 3, *p.event_shape) and lp.shape == (2, 3)
+        assert torch.equal(x, p.sample((2, 3), generator=torch.Generator().manual_seed(8)))
+        torch.testing.assert_close(lp, p.log_prob(x))
+
+
+@names
+def test_honest_tails(name: str) -> None:
+    """Issue 14: no mass beyond pi, log p falling along rays; with and without the broad component."""
+    prior, data = fitted(name, broad_weight=0.3)
+    val = contract_data(prior.layout, 300, 21, torch.float64)
+    for p in (prior, prior.without_broad()):
+        assert_honest_tails(p, data, val, n=5000)
+
+
+@names
+def test_anatomical_value(name: str) -> None:
+    """The value constant in the data gets N(mean, floor^2): exact costs, a gradient back to the mean."""
+    prior, data = fitted(name)
+    j, a = CONSTANT_VALUE
+    floor = float(prior.floors()[j, a])
+    assert floor >= prior.min_std
+    x = data[:10].clone()
+    base = prior.log_prob(x)
+    for delta in (0.01, 0.1, 0.5):
+        moved = x.clone()
+        moved[:, j, a] += delta
+        cost = base - prior.log_prob(moved)
+        torch.testing.assert_close(cost, torch.full_like(cost, 0.5 * (delta / floor) ** 2))
+    moved = x.clone()
+    moved[:, j, a] += 0.3
+    moved.requires_grad_(True)
+    prior.penalty(moved).sum().backward()
+    assert bool((moved.grad[:, j, a] > 0).all())  # descending the penalty moves the value back
+    samples = prior.sample(4000, generator=torch.Generator().manual_seed(1))[:, j, a]
+    assert abs(float(samples.std()) / floor - 1) < 0.05 and abs(float(samples.mean()) - 0.25) < 0.01
+
+
+@names
+def test_a_frozen_joint_outside_the_body_is_excluded(name: str, caplog: pytest.LogCaptureFixture) -> None:
+    kwargs, fit_opts = TINY_CONFIGS[name]
+    data = contract_data(poseprior.get_layout(kwargs["layout"]), 300, 4, torch.float64)
+    data[:, 1] = torch.tensor([0.1, -0.2, 0.3], dtype=data.dtype)  # a finger that was not captured
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        prior = poseprior.create(name, **kwargs).double()
+    with caplog.at_level(logging.WARNING, logger="poseprior"):
+        prior.fit(data, generator=torch.Generator().manual_seed(9), **{**fit_opts, "epochs": 1} if fit_opts else {})
+    joint = prior.layout.joints[1]
+    assert joint in caplog.text and "excluded" in caplog.text
+    assert prior.excluded_names() == [f"{joint}.{a}" for a in "xyz"] and prior.dim == 3 * len(prior.layout) - 3
+    s = prior.sample(5, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(s[:, 1], data[0, 1].expand(5, 3))
+    moved = data[:4].clone()
+    moved[:, 1] += 1.0
+    torch.testing.assert_close(prior.log_prob(moved), prior.log_prob(data[:4]))  # no density over it
 
 
 @names
 def test_save_load_roundtrip(name: str, dtype: torch.dtype, tmp_path: Path) -> None:
-    prior, data = _fitted(name, dtype)
+    prior, data = fitted(name, dtype)
     prior.save(tmp_path / "ckpt")
     assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == ["config.json", "model.safetensors"]
     loaded = poseprior.load(tmp_path / "ckpt")
@@ -147,12 +222,11 @@ def test_save_load_roundtrip(name: str, dtype: torch.dtype, tmp_path: Path) -> N
 
 @names
 def test_checkpoint_errors(name: str, tmp_path: Path) -> None:
-    prior, _ = _fitted(name, torch.float32)
+    prior, _ = fitted(name, torch.float32)
     ckpt = prior.save(tmp_path / "ckpt")
-    other = next(n for n in ["gaussian", *poseprior.list_priors()] if n != name) if len(poseprior.list_priors()) > 1 else None
-    if other is not None:
-        with pytest.raises(CheckpointError, match=f"holds a '{name}' prior, not a '{other}' prior"):
-            poseprior.prior_class(other).load(ckpt)
+    other = next(n for n in ["gaussian", *poseprior.list_priors()] if n != name)
+    with pytest.raises(CheckpointError, match=f"holds a '{name}' prior, not a '{other}' prior"):
+        poseprior.prior_class(other).load(ckpt)
     with pytest.raises(CheckpointError, match="does not exist"):
         poseprior.load(tmp_path / "nowhere")
     # A truncated weights file.
@@ -184,7 +258,7 @@ def test_checkpoint_errors(name: str, tmp_path: Path) -> None:
 
 @names
 def test_bad_input_errors(name: str) -> None:
-    prior, data = _fitted(name, torch.float32)
+    prior, data = fitted(name, torch.float32)
     j, lname = len(prior.layout), prior.layout.name
     with pytest.raises(ShapeError, match=rf"expected shape \(\*batch, {j}, 3\).*layout '{lname}'.*got \(4, {j + 1}, 3\)"):
         prior.log_prob(torch.zeros(4, j + 1, 3))
@@ -204,9 +278,24 @@ def test_bad_input_errors(name: str) -> None:
         prior.log_prob(data[:2].to("meta"))
     with pytest.raises(ShapeError, match="N >= 2"):
         prior.fit(data[:1])
+    for shape in (-1, 2.5, (2, -3)):
+        with pytest.raises(ValueError, match=r"sample_shape must be an int >= 0 .*got"):
+            prior.sample(shape)
+    with pytest.raises(TypeError, match=r"unknown option\(s\) \['epoch'\]; it takes"):
+        prior.fit(data, epoch=3)
     before = data.clone()
     prior.log_prob(data)
     assert torch.equal(data, before), "log_prob modified its input"
+
+
+@names
+def test_fit_accepts_numpy_and_iterables(name: str) -> None:
+    kwargs, fit_opts = TINY_CONFIGS[name]
+    data = contract_data(poseprior.get_layout(kwargs["layout"]), 200, 4, torch.float32)
+    opts = {**fit_opts, "epochs": 1} if fit_opts else {}
+    for source in (data.numpy(), list(data.split(50))):
+        prior = poseprior.create(name, **kwargs).fit(source, generator=torch.Generator().manual_seed(0), **opts)
+        assert torch.isfinite(prior.log_prob(data[:3])).all()
 
 
 @names
@@ -219,6 +308,16 @@ def test_full_layout_errors_name_the_format(name: str) -> None:
         prior.log_prob(torch.zeros(2, 53, 3))
     with pytest.raises(ShapeError, match=r"52 joints is the 'smplh' layout"):
         prior.log_prob(torch.zeros(2, 52, 3))
+
+
+@names
+def test_invalid_options_are_refused(name: str) -> None:
+    kwargs, _ = TINY_CONFIGS[name]
+    for key, value in (("min_std", 0.0), ("min_std", math.nan), ("min_std", -1.0), ("broad_weight", 1.0),
+                       ("broad_weight", -0.1), ("broad_weight", math.nan), ("broad_scale", math.inf),
+                       ("broad_scale", 0.5)):
+        with pytest.raises(ValueError, match=key):
+            poseprior.create(name, **{**kwargs, key: value})
 
 
 def test_finite_values_whose_sum_overflows_are_accepted() -> None:

@@ -6,6 +6,7 @@ from .adapters import (
     hand_relative_to_flat,
     joint_mask,
     mirror_hand,
+    mirror_pose,
     smplh_to_smplx,
     smplx53_to_smplx,
     smplx_to_smplh,
@@ -15,7 +16,7 @@ from .adapters import (
     unflatten,
 )
 from .layouts import LAYOUTS, JointLayout, get_layout, list_layouts
-from .ranges import joint_ranges, uniform_poses
+from .ranges import joint_ranges, plausible, uniform_poses, value_floors
 
 __all__ = [
     "LAYOUTS",
@@ -28,6 +29,8 @@ __all__ = [
     "joint_ranges",
     "list_layouts",
     "mirror_hand",
+    "mirror_pose",
+    "plausible",
     "smplh_to_smplx",
     "smplx53_to_smplx",
     "smplx_to_smplh",
@@ -36,4 +39,5 @@ __all__ = [
     "to_prior",
     "unflatten",
     "uniform_poses",
+    "value_floors",
 ]

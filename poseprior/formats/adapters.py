@@ -50,6 +50,7 @@ __all__ = [
     "hand_relative_to_flat",
     "hand_flat_to_relative",
     "mirror_hand",
+    "mirror_pose",
     "to_prior",
 ]
 
@@ -409,6 +410,39 @@ def mirror_hand(x: Tensor) -> Tensor:
     x = _check_hand(x, "mirror_hand")
     sign = torch.tensor([1.0, -1.0, -1.0], dtype=x.dtype, device=x.device)
     return x * sign
+
+
+def mirror_pose(x: Tensor, layout: str | JointLayout) -> Tensor:
+    r"""Mirrors poses of ``layout`` across the sagittal plane: the left side becomes the right side.
+
+    Every ``left_*`` joint swaps places with its ``right_*`` twin and every joint's rotation is
+    reflected as in :func:`mirror_hand`, :math:`(a, b, c) \mapsto (a, -b, -c)`. The map is its own
+    inverse. Used to augment training data with the mirror images of its poses.
+
+    Arguments:
+        x: Axis-angle poses with shape :math:`(*, J, 3)`.
+        layout: Their layout; every ``left_`` joint must have its ``right_`` twin in it.
+
+    Returns:
+        The mirrored poses, a new tensor with shape :math:`(*, J, 3)`.
+    """
+    layout = get_layout(layout)
+    names = list(layout.joints)
+    twin = {"left_": "right_", "right_": "left_"}
+    order = []
+    for name in names:
+        side = next((k for k in twin if name.startswith(k)), None)
+        other = name if side is None else twin[side] + name[len(side):]
+        if other not in names:
+            raise ShapeError(f"mirror_pose: layout {layout.name!r} has {name!r} but not its twin {other!r}")
+        order.append(names.index(other))
+    if x.shape[-2:] != (len(names), 3):
+        raise ShapeError(
+            f"mirror_pose: expected poses with shape (*batch, {len(names)}, 3) for layout {layout.name!r}, "
+            f"got {tuple(x.shape)}"
+        )
+    sign = torch.tensor([1.0, -1.0, -1.0], dtype=x.dtype, device=x.device)
+    return x[..., order, :] * sign
 
 
 # ---------------------------------------------------------------------------------- priors

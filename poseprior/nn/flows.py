@@ -26,7 +26,7 @@ the Jacobian of the map that was applied (``inverse`` returns the log-det of the
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import torch
 from nflows.nn.nets import ResidualNet
@@ -37,14 +37,18 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from ..errors import NotInitializedError
+from .independent import GaussianConstants
 
 __all__ = [
     "ActNorm",
     "BoundedAffineCoupling",
     "BoundedMaskedAffineAutoregressive",
-    "Broad",
     "FixedPermutation",
+    "FusedBlock",
     "FusedMAFDensity",
+    "FusedParts",
+    "FusedResidual",
+    "FusedTensors",
     "TransformStack",
     "build_flow",
     "fused_maf_log_prob",
@@ -159,22 +163,57 @@ class BoundedMaskedAffineAutoregressive(MaskedAffineAutoregressiveTransform):
 
     :math:`y_i = x_i \, e^{s_i} + t_i` with :math:`s_i = b \tanh(u_i / b)`, where :math:`(u_i, t_i)`
     come from a MADE over :math:`x_{<i}` and :math:`b` = ``max_log_scale``. The forward pass
-    (density evaluation) is one network call; the inverse (sampling) takes :math:`D` calls.
+    (density evaluation) is one network call; the inverse (sampling) takes :math:`D` calls, or
+    ``groups`` calls with grouped autoregression.
 
     Arguments:
         features: :math:`D`.
         hidden_features: Width of the MADE.
         num_blocks: Number of masked residual blocks in the MADE.
         max_log_scale: Bound :math:`b` of the per-dimension log-scale.
+        input_bound: If given, :math:`c`: the MADE sees :math:`c \tanh(x / c)` instead of :math:`x`,
+            so :math:`s` and :math:`t` are bounded functions of the input, and far from the data the
+            layer is an affine map with bounded coefficients (no runaway shifts when sampling).
+        groups: If given, :math:`G \geq 2`: the features are split into :math:`G` consecutive
+            groups and each group depends only on the groups before it (not on the features before
+            it in its own group), so the inverse takes :math:`G` network calls instead of :math:`D`.
     """
 
     def __init__(
-        self, features: int, hidden_features: int, num_blocks: int = 2, max_log_scale: float = 3.0
+        self,
+        features: int,
+        hidden_features: int,
+        num_blocks: int = 2,
+        max_log_scale: float = 3.0,
+        input_bound: float | None = None,
+        groups: int | None = None,
     ) -> None:
         super().__init__(features, hidden_features, num_blocks=num_blocks, use_residual_blocks=True)
         self.max_log_scale = float(max_log_scale)
+        self.input_bound = None if input_bound is None else float(input_bound)
+        if groups is not None and not 2 <= groups <= features:
+            raise ValueError(f"groups must be in [2, features={features}], got {groups}")
+        self.groups = groups
+        if groups is not None:
+            self._regroup(groups)
         self._cache: list[Tensor] = []
         self._cache_key: tuple | None = None
+
+    @torch.no_grad()
+    def _regroup(self, groups: int) -> None:
+        """Sets the MADE's masks (and degrees) for grouped autoregression over ``groups`` groups."""
+        d = self.features
+        made = self.autoregressive_net
+        group = torch.arange(d) * groups // d + 1  # input degrees 1..G, consecutive groups
+        hidden = torch.arange(made.initial_layer.out_features) % (groups - 1) + 1  # degrees 1..G-1
+        layers = [made.initial_layer, *(lin for blk in made.blocks for lin in blk.linear_layers)]
+        for i, lin in enumerate(layers):
+            inputs = group if i == 0 else hidden
+            lin.mask.copy_((hidden[:, None] >= inputs[None, :]).to(lin.mask))
+            lin.degrees.copy_(hidden)
+        out = group.repeat_interleave(made.final_layer.out_features // d)  # (s_i, t_i) per feature
+        made.final_layer.mask.copy_((out[:, None] > hidden[None, :]).to(made.final_layer.mask))
+        made.final_layer.degrees.copy_(out)
 
     def _linears(self) -> list[nn.Module]:
         made = self.autoregressive_net
@@ -213,6 +252,8 @@ class BoundedMaskedAffineAutoregressive(MaskedAffineAutoregressiveTransform):
         """
         made = self.autoregressive_net
         weights = self._masked_weights()
+        if self.input_bound is not None:
+            x = soft_clamp(x, self.input_bound)
         h = F.linear(x, weights[0], made.initial_layer.bias)
         for i, block in enumerate(made.blocks):
             l0, l1 = block.linear_layers
@@ -224,10 +265,11 @@ class BoundedMaskedAffineAutoregressive(MaskedAffineAutoregressiveTransform):
         return self._elementwise_forward(inputs, self._made(inputs))
 
     def inverse(self, inputs: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        # D passes: output i is exact once inputs < i are (nflows' AutoregressiveTransform.inverse).
+        # D (or G) passes: output i is exact once inputs < i (the groups before its own) are
+        # (nflows' AutoregressiveTransform.inverse).
         outputs = torch.zeros_like(inputs)
         logabsdet = inputs.new_zeros(inputs.shape[0])
-        for _ in range(self.features):
+        for _ in range(self.groups or self.features):
             outputs, logabsdet = self._elementwise_inverse(inputs, self._made(outputs))
         return outputs, logabsdet
 
@@ -330,6 +372,8 @@ def build_flow(
     seed: int = 0,
     max_log_scale: float = 3.0,
     actnorm_eps: float = 1e-4,
+    input_bound: float | None = None,
+    groups: int | None = None,
 ) -> TransformStack:
     r"""Builds ``blocks`` times ActNorm -> affine MAF or coupling layer -> permutation.
 
@@ -346,6 +390,10 @@ def build_flow(
             ``torch.random.fork_rng``, so the global RNG state is the same afterwards.
         max_log_scale: Bound of each layer's per-dimension log-scale.
         actnorm_eps: Epsilon of the ActNorm variance.
+        input_bound: ``"maf"`` only: the bound of the MADE's soft-clamped input (see
+            :class:`BoundedMaskedAffineAutoregressive`), or ``None``.
+        groups: ``"maf"`` only: the number of autoregressive groups (at most :math:`D`; ``None``:
+            one feature per group).
 
     Returns:
         A :class:`TransformStack` whose ActNorm layers still need :meth:`TransformStack.initialize`.
@@ -363,8 +411,11 @@ def build_flow(
         # nn.Linear initializes from the global RNG: fork it so that building a flow is
         # deterministic given `seed` and the caller's RNG stream is left exactly as it was.
         torch.manual_seed(int(seed))
+        maf = {"input_bound": input_bound, "groups": None if groups is None else min(int(groups), features)}
+        if maf["groups"] == 1:  # one feature: its one group depends on nothing, as with groups=None
+            maf["groups"] = None
         return _build(features, blocks, hidden_features, residual_blocks, transform, permutation, seed,
-                      max_log_scale, actnorm_eps)
+                      max_log_scale, actnorm_eps, maf)
 
 
 def _build(
@@ -377,6 +428,7 @@ def _build(
     seed: int,
     max_log_scale: float,
     actnorm_eps: float,
+    maf: dict,
 ) -> TransformStack:
     gen = torch.Generator().manual_seed(int(seed))
     layers: list[Transform] = []
@@ -384,7 +436,7 @@ def _build(
         layers.append(ActNorm(features, eps=actnorm_eps))
         if transform == "maf":
             layers.append(
-                BoundedMaskedAffineAutoregressive(features, hidden_features, residual_blocks, max_log_scale)
+                BoundedMaskedAffineAutoregressive(features, hidden_features, residual_blocks, max_log_scale, **maf)
             )
         else:
             mask = (torch.arange(features) + i) % 2  # alternate halves between blocks
@@ -396,14 +448,58 @@ def _build(
     return TransformStack(layers)
 
 
-Broad = tuple[Tensor, Tensor, Tensor, Tensor, float]
-"""A diagonal Gaussian to mix in: ``(shift, inv_scale, neg_inv_scale, log_const, log_weight_flow)``.
+class FusedParts(NamedTuple):
+    r"""What :func:`fused_maf_log_prob` adds to the flow's density, each part optional.
 
-With ``zs = x * inv_scale + shift`` the standardized values (``inv_scale`` 0 where a value is left
-out, ``neg_inv_scale = -inv_scale``), the Gaussian's weighted log-density is
-``log_const - |zs|^2 / 2`` (``log_const``, a 0-d tensor, holds its normalizing constant and the
-log of its mixture weight); ``log_weight_flow`` is the log of the flow's mixture weight.
-"""
+    ``broad``: an independent Gaussian mixed in, its ``log_const`` including the log of its
+    mixture weight; ``log_weight_flow``: the log of the flow's mixture weight; ``anatomy``: an
+    independent Gaussian multiplied in (its values are not the flow's).
+    """
+
+    broad: GaussianConstants | None = None
+    log_weight_flow: float = 0.0
+    anatomy: GaussianConstants | None = None
+
+
+class FusedResidual(NamedTuple):
+    """One residual block of a fused MADE: ``h + W2 relu(W1 relu(h) + b1) + b2`` (each W with its transpose)."""
+
+    b1: Tensor
+    w1_t: Tensor
+    w1: Tensor
+    b2: Tensor
+    w2_t: Tensor
+    w2: Tensor
+
+
+class FusedBlock(NamedTuple):
+    r"""One fused MAF layer: the MADE's first layer, residual blocks and output layer, then the
+    next ActNorm's log-scale ``log_e`` (zeros for the last layer).
+
+    The output layer's rows are the scale rows (already divided by ``max_log_scale``), then the
+    shift rows (with the next ActNorm folded in).
+    """
+
+    b0: Tensor
+    w0_t: Tensor
+    w0: Tensor
+    inner: tuple[FusedResidual, ...]
+    b_out: Tensor
+    w_out_t: Tensor
+    w_out: Tensor
+    log_e: Tensor
+
+
+class FusedTensors(NamedTuple):
+    """Everything :func:`fused_maf_log_prob` computes with: the input map, constants and the layers."""
+
+    matrix: Tensor  # (D_in, D): the input map and the first ActNorm
+    matrix_t: Tensor
+    offset: Tensor  # (D,)
+    const: Tensor  # 0-d: the normalizing constant and every ActNorm's log-det
+    bound: Tensor  # 0-d: max_log_scale
+    one: Tensor  # 0-d: 1
+    blocks: tuple[FusedBlock, ...]
 
 
 class FusedMAFDensity:
@@ -445,10 +541,12 @@ class FusedMAFDensity:
         dtype, device, f64 = actnorms[0].loc.dtype, actnorms[0].loc.device, torch.float64
         d = self.features = actnorms[0].features
         bound = self.bound = float(mafs[0].max_log_scale)
-        self.residual_blocks = len(mafs[0].autoregressive_net.blocks)
-        if any(float(m.max_log_scale) != bound or len(m.autoregressive_net.blocks) != self.residual_blocks
-               for m in mafs):
-            raise ValueError("FusedMAFDensity needs the same max_log_scale and MADE depth in every layer")
+        self.input_bound = mafs[0].input_bound
+        depth = len(mafs[0].autoregressive_net.blocks)
+        if any(float(m.max_log_scale) != bound or len(m.autoregressive_net.blocks) != depth
+               or m.input_bound != self.input_bound for m in mafs):
+            raise ValueError("FusedMAFDensity needs the same max_log_scale, input_bound and MADE depth in "
+                             "every layer")
 
         def cast(t: Tensor) -> Tensor:
             return t.to(dtype).contiguous()
@@ -462,12 +560,9 @@ class FusedMAFDensity:
                 order.append(order[-1][p.indices])
             inv = [torch.argsort(o) for o in order]
             e0 = log_e[0].exp()  # order[0] is the identity
-            folded = (matrix.to(f64) * e0)
+            folded = matrix.to(f64) * e0
             const = float(const) + float(sum(le.sum() for le in log_e))
-            self.tensors: list[Tensor] = [
-                cast(folded), cast(folded.T), cast((offset.to(f64) - locs[0]) * e0),
-                *(torch.tensor(c, dtype=dtype, device=device) for c in (const, bound, 1.0)),
-            ]
+            blocks = []
             for k, maf in enumerate(mafs):
                 linears = maf._linears()
                 weights = [m.weight.to(f64) * m.mask.to(f64) for m in linears]
@@ -483,12 +578,15 @@ class FusedMAFDensity:
                 else:
                     le = torch.zeros(d, dtype=f64, device=device)
                 wout = torch.cat([wu, wt])  # (2D, H): scale rows, then shift rows
-                block = [biases[0], w0.T, w0]
-                for i in range(self.residual_blocks):
-                    w1, w2 = weights[1 + 2 * i], weights[2 + 2 * i]
-                    block += [biases[1 + 2 * i], w1.T, w1, biases[2 + 2 * i], w2.T, w2]
-                block += [torch.cat([bu, bt]), wout.T, wout, le]
-                self.tensors += [cast(t) for t in block]
+                inner = tuple(
+                    FusedResidual(*(cast(t) for t in (biases[1 + 2 * i], w1.T, w1, biases[2 + 2 * i], w2.T, w2)))
+                    for i, (w1, w2) in enumerate(zip(weights[1:-1:2], weights[2:-1:2]))
+                )
+                blocks.append(FusedBlock(cast(biases[0]), cast(w0.T), cast(w0), inner,
+                                         cast(torch.cat([bu, bt])), cast(wout.T), cast(wout), cast(le)))
+            scalars = (torch.tensor(c, dtype=dtype, device=device) for c in (const, bound, 1.0))
+            self.tensors = FusedTensors(cast(folded), cast(folded.T), cast((offset.to(f64) - locs[0]) * e0),
+                                        *scalars, tuple(blocks))
 
     @staticmethod
     def sources(stack: TransformStack) -> list[tuple[dict, str]]:
@@ -509,21 +607,21 @@ class FusedMAFDensity:
         return out
 
     def _args(self, grad: bool) -> tuple:
-        return self.tensors, self.features, self.residual_blocks, self.bound, grad
+        return self.tensors, self.features, self.input_bound, grad
 
-    def log_prob(self, x: Tensor, impl: Callable | None = None, broad: Broad | None = None) -> Tensor:
+    def log_prob(self, x: Tensor, impl: Callable | None = None, parts: FusedParts = FusedParts()) -> Tensor:
         """(N, D_in) -> (N,) log-density.
 
-        ``impl`` replaces :func:`fused_maf_log_prob` (a compiled copy); ``broad`` mixes in a
-        diagonal Gaussian in the same pass (see :func:`fused_maf_log_prob`).
+        ``impl`` replaces :func:`fused_maf_log_prob` (a compiled copy); ``parts`` adds independent
+        Gaussians in the same pass (see :func:`fused_maf_log_prob`).
         """
         impl = impl or fused_maf_log_prob
         with torch.inference_mode():  # no autograd bookkeeping per operation
-            lp = impl(x.detach(), *self._args(False), broad)[0]
+            lp = impl(x.detach(), *self._args(False), parts)[0]
         return lp.clone()  # a normal tensor: callers may modify it in place
 
     def log_prob_and_grad(
-        self, x: Tensor, impl: Callable | None = None, broad: Broad | None = None
+        self, x: Tensor, impl: Callable | None = None, parts: FusedParts = FusedParts()
     ) -> tuple[Tensor, Tensor]:
         """(N, D_in) -> the (N,) log-density and its (N, D_in) gradient with respect to each row of ``x``.
 
@@ -532,67 +630,78 @@ class FusedMAFDensity:
         """
         impl = impl or fused_maf_log_prob
         with torch.inference_mode():  # (x detached: one compiled graph whether or not x requires grad)
-            return impl(x.detach(), *self._args(True), broad)
+            return impl(x.detach(), *self._args(True), parts)
 
 
 _relu_backward = torch.ops.aten.threshold_backward.default  # grad * (input > threshold)
 
 
 def fused_maf_log_prob(
-    x: Tensor, tensors: list[Tensor], features: int, residual_blocks: int, bound: float, grad: bool,
-    broad: Broad | None = None,
+    x: Tensor, tensors: FusedTensors, features: int, input_bound: float | None, grad: bool,
+    parts: FusedParts = FusedParts(),
 ) -> tuple[Tensor, Tensor | None]:
     r"""The computation of :class:`FusedMAFDensity`: log-density and (if ``grad``) per-row gradient.
 
-    With ``broad``, the density is the mixture :math:`\log(e^{\log w_f + \log p_f(x)} +
+    With ``parts.broad``, the density is the mixture :math:`\log(e^{\log w_f + \log p_f(x)} +
     e^{\log w + \log \mathcal{N}(x)})` of the flow and the diagonal Gaussian, and the gradient is
-    the responsibility-weighted sum of theirs, all in the same pass.
+    the responsibility-weighted sum of theirs; ``parts.anatomy`` adds an independent Gaussian's
+    log-density and gradient; all in the same pass.
     """
-    d = features
-    matrix, matrix_t, offset, const, bound_t, one = tensors[:6]
-    per = 7 + 6 * residual_blocks
-    blocks = [tensors[i:i + per] for i in range(6, len(tensors), per)]
+    d, t = features, tensors
     relu, addmm, mm = torch.relu, torch.addmm, torch.mm  # (locals: this runs ~150 tiny operations)
-    a = addmm(offset, x, matrix)
+    a = addmm(t.offset, x, t.matrix)
     acc = None
     saved = []
-    for blk in blocks:
-        h = addmm(blk[0], a, blk[1])
+    for blk in t.blocks:
+        if input_bound is None:
+            ac, th = a, None
+        else:  # the MADE sees c tanh(a / c)
+            th = torch.tanh(a * (1.0 / input_bound))
+            ac = th * input_bound
+        h = addmm(blk.b0, ac, blk.w0_t)
         inner = []
-        for i in range(3, 3 + 6 * residual_blocks, 6):
-            t = addmm(blk[i], relu(h), blk[i + 1])
-            inner.append((h, t))
-            h = addmm(blk[i + 3], relu(t), blk[i + 4]).add_(h)
-        out = addmm(blk[-4], h, blk[-3])
+        for r in blk.inner:
+            u = addmm(r.b1, relu(h), r.w1_t)
+            inner.append((h, u))
+            h = addmm(r.b2, relu(u), r.w2_t).add_(h)
+        out = addmm(blk.b_out, h, blk.w_out_t)
         w = torch.tanh(out[:, :d])
-        es = torch.add(blk[-1], w, alpha=bound).exp_()
+        es = torch.add(blk.log_e, w, alpha=t.bound).exp_()
         y = torch.addcmul(out[:, d:], a, es)
-        saved.append((a, inner, w, es))
+        saved.append((a, th, inner, w, es))
         acc = w if acc is None else acc + w
         a = y
-    lp = torch.addcmul(acc * bound, a, a, value=-0.5).sum(-1).add_(const)
+    lp = torch.addcmul(acc * t.bound, a, a, value=-0.5).sum(-1).add_(t.const)
+    broad, anatomy = parts.broad, parts.anatomy
     if broad is not None:
-        shift, inv_scale, neg_inv_scale, log_const, log_weight_flow = broad
-        zs = torch.addcmul(shift, x, inv_scale)
-        log_broad = torch.add(log_const, zs.square().sum(-1), alpha=-0.5)
-        lp_flow = lp + log_weight_flow
+        zs = torch.addcmul(broad.shift, x, broad.inv_scale)
+        log_broad = torch.add(broad.log_const, zs.square().sum(-1), alpha=-0.5)
+        lp_flow = lp + parts.log_weight_flow
         lp = torch.logaddexp(lp_flow, log_broad)
+    if anatomy is not None:
+        za = torch.addcmul(anatomy.shift, x, anatomy.inv_scale)
+        lp = lp + torch.add(anatomy.log_const, za.square().sum(-1), alpha=-0.5)
     if not grad:
         return lp, None
     gy = -a  # d/dz of -|z|^2 / 2
-    for blk, (a, inner, w, es) in zip(reversed(blocks), reversed(saved)):
+    for blk, (a, th, inner, w, es) in zip(reversed(t.blocks), reversed(saved)):
         ga = gy * es  # through y = a e^s + t, directly
         # d/du: (gy a e^s + 1) * b (1 - tanh^2): the scale term and the log-det term b sum(w).
-        gu = torch.addcmul(one, ga, a).mul_(torch.addcmul(bound_t, w, w, value=-bound))
-        gh = mm(torch.cat([gu, gy], 1), blk[-2])
-        for i, (h, t) in zip(range(3 + 6 * (residual_blocks - 1), 2, -6), reversed(inner)):
-            gt = _relu_backward(mm(gh, blk[i + 5]), t, 0)
-            gh = gh.add_(_relu_backward(mm(gt, blk[i + 2]), h, 0))
-        gy = addmm(ga, gh, blk[2])
-    g = torch.mm(gy, matrix_t)
-    if broad is None:
-        return lp, g
-    # d/dx of the mixture: r grad_flow + (1 - r) grad_broad, r the flow's responsibility and
-    # grad_broad = -zs * inv_scale.
-    r = torch.sigmoid(lp_flow - log_broad)[:, None]
-    return lp, torch.lerp(zs.mul_(neg_inv_scale), g, r)
+        gu = torch.addcmul(t.one, ga, a).mul_(torch.addcmul(t.bound, w, w, value=-t.bound))
+        gh = mm(torch.cat([gu, gy], 1), blk.w_out)
+        for r, (h, u) in zip(reversed(blk.inner), reversed(inner)):
+            gu_ = _relu_backward(mm(gh, r.w2), u, 0)
+            gh = gh.add_(_relu_backward(mm(gu_, r.w1), h, 0))
+        if th is None:
+            gy = addmm(ga, gh, blk.w0)
+        else:  # through c tanh(a / c): times 1 - tanh^2
+            gy = torch.addcmul(ga, mm(gh, blk.w0), torch.addcmul(t.one, th, th, value=-1.0))
+    g = torch.mm(gy, t.matrix_t)
+    if broad is not None:
+        # d/dx of the mixture: r grad_flow + (1 - r) grad_broad, r the flow's responsibility and
+        # grad_broad = -zs * inv_scale.
+        r = torch.sigmoid(lp_flow - log_broad)[:, None]
+        g = torch.lerp(zs.mul_(broad.neg_inv_scale), g, r)
+    if anatomy is not None:
+        g = g.addcmul_(za, anatomy.neg_inv_scale)
+    return lp, g

@@ -9,16 +9,17 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from ..base import PosePrior
+from .._rng import randn
+from ..base import PosePrior, _positive
 from ..formats.layouts import JointLayout
 from ..registry import register_prior
 
 
 @register_prior("gaussian")
 class GaussianPrior(PosePrior):
-    r"""Creates a multivariate Gaussian prior over the modelled axis-angle values.
+    r"""Creates a multivariate Gaussian prior over the learned axis-angle values.
 
-    .. math:: p(x) = \mathcal{N}(x_{\mathrm{mod}} \mid \mu, \Sigma)
+    .. math:: p(x_L) = \mathcal{N}(x_L \mid \mu, \Sigma)
 
     ``covariance="diagonal"`` gives independent per-joint Gaussians (6 parameters per joint);
     ``"full"`` a full covariance over all modelled values. :meth:`fit` is closed form.
@@ -34,8 +35,8 @@ class GaussianPrior(PosePrior):
         covariance: ``"full"`` or ``"diagonal"``.
         min_std: Floor of the standard deviation of every direction, in radians.
         reg_covar: Non-negative value added to the covariance diagonal in :meth:`fit` (rad²).
-        constant_dims: See :class:`~poseprior.PosePrior`.
-        constant_tol: See :class:`~poseprior.PosePrior`.
+        exclude: See :class:`~poseprior.PosePrior`.
+        anatomical: See :class:`~poseprior.PosePrior`.
         broad_weight: See :class:`~poseprior.PosePrior` (the broad component).
         broad_scale: See :class:`~poseprior.PosePrior`.
 
@@ -54,25 +55,22 @@ class GaussianPrior(PosePrior):
         min_std: float = 0.02,
         reg_covar: float = 0.0,
         *,
-        constant_dims: Sequence[int] | None = None,
-        constant_tol: float = 1e-6,
+        exclude: Sequence[int] | None = None,
+        anatomical: Sequence[int] | None = None,
         broad_weight: float = 0.3,
         broad_scale: float = 1.5,
     ) -> None:
-        super().__init__(layout, constant_dims=constant_dims, constant_tol=constant_tol,
+        super().__init__(layout, min_std=min_std, exclude=exclude, anatomical=anatomical,
                          broad_weight=broad_weight, broad_scale=broad_scale)
         if covariance not in ("full", "diagonal"):
             raise ValueError(f"covariance must be 'full' or 'diagonal', got {covariance!r}")
-        if min_std < 0 or reg_covar < 0:
-            raise ValueError(f"min_std and reg_covar must be >= 0, got {min_std} and {reg_covar}")
         self.covariance = covariance
-        self.min_std = float(min_std)
-        self.reg_covar = float(reg_covar)
+        self.reg_covar = _positive("reg_covar", reg_covar, strict=False)
         self._rebuild()
 
     def _rebuild(self) -> None:
-        d = self.dim
-        self.loc = nn.Parameter(torch.zeros(d, dtype=self.constant_values.dtype, device=self.constant_values.device))
+        d = self.model_dim
+        self.loc = nn.Parameter(torch.zeros(d, dtype=self.data_mean.dtype, device=self.data_mean.device))
         if self.covariance == "full":
             self.scale_tril = nn.Parameter(torch.eye(d, dtype=self.loc.dtype, device=self.loc.device))
         else:
@@ -93,15 +91,17 @@ class GaussianPrior(PosePrior):
         else:
             y = z * torch.exp(-self.log_scale)
             log_det = self.log_scale.sum()
-        return -0.5 * y.pow(2).sum(-1) - log_det - 0.5 * self.dim * math.log(2 * math.pi)
+        return -0.5 * y.pow(2).sum(-1) - log_det - 0.5 * self.model_dim * math.log(2 * math.pi)
 
     def _sample(self, n: int, generator: torch.Generator | None) -> Tensor:
-        eps = torch.randn(n, self.dim, generator=generator, dtype=self.loc.dtype, device=self.loc.device)
+        eps = randn((n, self.model_dim), generator, self.loc)
         return self._fill(self.loc + eps @ self._tril().T)
 
     def _fit(self, x: Tensor, **options: Any) -> None:
-        if options.keys() - {"val", "generator", "progress"}:
-            raise TypeError(f"GaussianPrior.fit is closed form; unexpected options {sorted(options)}")
+        """Closed form: the mean and the covariance with its eigenvalues floored at ``min_std**2``.
+
+        The options (``val``, ``generator``, ``progress``) are accepted for a uniform interface and unused.
+        """
         z = self._select(x).double()
         mean = z.mean(0)
         centred = z - mean
@@ -110,7 +110,7 @@ class GaussianPrior(PosePrior):
             self.loc.copy_(mean)
             if self.covariance == "full":
                 cov = centred.T @ centred / z.shape[0]
-                cov = cov + self.reg_covar * torch.eye(self.dim, dtype=cov.dtype)
+                cov = cov + self.reg_covar * torch.eye(self.model_dim, dtype=cov.dtype)
                 evals, evecs = torch.linalg.eigh(cov)
                 cov = (evecs * evals.clamp_min(floor)) @ evecs.T
                 self.scale_tril.copy_(torch.linalg.cholesky(0.5 * (cov + cov.T)))

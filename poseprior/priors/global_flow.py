@@ -10,21 +10,15 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from ..base import PosePrior
+from .._rng import randn
+from ..base import PosePrior, _positive
 from ..formats.layouts import JointLayout
-from ..nn.flows import Broad, FusedMAFDensity, build_flow, fused_maf_log_prob
+from ..nn.flows import FusedMAFDensity, FusedParts, build_flow, fused_maf_log_prob
 from ..registry import register_prior
 
-# Training defaults of GlobalFlowPrior.fit (overridable per call). On the CMU body split (14.5k
-# poses) the validation NLL stops improving after 5-15 epochs: pass val= for early stopping.
 _REQUIRES_GRAD = operator.attrgetter("requires_grad")
 _VERSION = operator.attrgetter("_version")  # bumped by every in-place change (optimizer steps, copy_)
 _DATA_PTR = operator.methodcaller("data_ptr")  # changes with .to(), .double(), `.data =`
-
-_FIT_DEFAULTS: dict[str, Any] = {
-    "epochs": 20, "batch_size": 256, "lr": 1e-3, "weight_decay": 1e-4, "patience": 5,
-}
-
 
 # Whether a torch.func transform (grad, vmap, ...) is running: a private torch function, so a torch
 # without it is treated as "never" (the fused path's autograd.Function then raises under torch.func).
@@ -106,8 +100,14 @@ class GlobalFlowPrior(PosePrior):
             0 disables it.
         max_log_scale: Bound of the per-layer log-scale.
         actnorm_eps: Epsilon added to the variance when an ActNorm layer is initialized.
-        constant_dims: See :class:`~poseprior.PosePrior`.
-        constant_tol: See :class:`~poseprior.PosePrior`.
+        conditioner_bound: With ``transform="maf"``: the MADEs see their input soft-clamped to
+            :math:`\pm` this many standard units (``None``: unclamped), so every layer's scale and
+            shift are bounded functions of the pose.
+        groups: With ``transform="maf"``: grouped autoregression in this many groups per layer
+            (``None``: one value per group); sampling takes ``groups`` network passes per layer
+            instead of one per learned value.
+        exclude: See :class:`~poseprior.PosePrior`.
+        anatomical: See :class:`~poseprior.PosePrior`.
         broad_weight: See :class:`~poseprior.PosePrior` (the broad component).
         broad_scale: See :class:`~poseprior.PosePrior`.
 
@@ -120,8 +120,12 @@ class GlobalFlowPrior(PosePrior):
     """
 
     requires_initialization = True
+    fit_defaults = {"epochs": 20, "batch_size": 256, "lr": 1e-3, "weight_decay": 1e-4, "patience": 5}
+    r"""Adam (:func:`~poseprior._fitloop.fit_adam`) on :math:`-\log p` of noisy poses: 20 epochs (cosine
+    learning-rate decay), batch 256, lr 1e-3, weight decay 1e-4, patience 5 (with ``val=``); the
+    ``generator`` drives the shuffling and the training noise."""
     _fused_sources: tuple | None = None  # (flow, dicts, names): where the fused density's tensors live
-    _fused_cache: tuple | None = None  # (key, tensors, FusedMAFDensity, Broad constants or None)
+    _fused_cache: tuple | None = None  # (key, tensors, FusedMAFDensity, FusedParts)
     _compiled_fused: Callable | None = None  # torch.compile(fused_maf_log_prob), see compile()
 
     def __init__(
@@ -138,19 +142,16 @@ class GlobalFlowPrior(PosePrior):
         noise_std: float = 0.02,
         max_log_scale: float = 3.0,
         actnorm_eps: float = 1e-4,
+        conditioner_bound: float | None = None,
+        groups: int | None = None,
         *,
-        constant_dims: Sequence[int] | None = None,
-        constant_tol: float = 1e-6,
+        exclude: Sequence[int] | None = None,
+        anatomical: Sequence[int] | None = None,
         broad_weight: float = 0.3,
         broad_scale: float = 1.5,
     ) -> None:
-        super().__init__(layout, constant_dims=constant_dims, constant_tol=constant_tol,
+        super().__init__(layout, min_std=min_std, exclude=exclude, anatomical=anatomical,
                          broad_weight=broad_weight, broad_scale=broad_scale)
-        if min_std <= 0 or noise_std < 0 or max_log_scale <= 0 or actnorm_eps <= 0:
-            raise ValueError(
-                "need min_std > 0, noise_std >= 0, max_log_scale > 0 and actnorm_eps > 0; got "
-                f"{min_std}, {noise_std}, {max_log_scale}, {actnorm_eps}"
-            )
         self.blocks = int(blocks)
         self.hidden_features = int(hidden_features)
         self.residual_blocks = int(residual_blocks)
@@ -160,18 +161,21 @@ class GlobalFlowPrior(PosePrior):
             raise ValueError(f"standardize must be 'full' or 'diagonal', got {standardize!r}")
         self.standardize = standardize
         self.seed = int(seed)
-        self.min_std = float(min_std)
-        self.noise_std = float(noise_std)
-        self.max_log_scale = float(max_log_scale)
-        self.actnorm_eps = float(actnorm_eps)
-        self._noise_generator: torch.Generator | None = None
+        self.noise_std = _positive("noise_std", noise_std, strict=False)
+        self.max_log_scale = _positive("max_log_scale", max_log_scale)
+        self.actnorm_eps = _positive("actnorm_eps", actnorm_eps)
+        self.conditioner_bound = None if conditioner_bound is None else _positive("conditioner_bound",
+                                                                                  conditioner_bound)
+        if groups is not None and (not isinstance(groups, int) or isinstance(groups, bool) or groups < 2):
+            raise ValueError(f"groups must be an int >= 2 or None, got {groups!r}")
+        self.groups = groups
         self._compiled: Callable[[Tensor], Tensor] | None = None
         self._compile_options: dict[str, Any] | None = None
         self._rebuild()
 
     def _rebuild(self) -> None:
-        d = self.dim
-        ref = self.constant_values
+        d = self.model_dim
+        ref = self.data_mean
         self.register_buffer("loc", torch.zeros(d, dtype=ref.dtype, device=ref.device))
         # y = (x - loc) @ whiten.T; whiten is lower-triangular (diagonal for "diagonal").
         self.register_buffer("whiten", torch.eye(d, dtype=ref.dtype, device=ref.device))
@@ -185,6 +189,8 @@ class GlobalFlowPrior(PosePrior):
             seed=self.seed,
             max_log_scale=self.max_log_scale,
             actnorm_eps=self.actnorm_eps,
+            input_bound=self.conditioner_bound if self.transform == "maf" else None,
+            groups=self.groups if self.transform == "maf" else None,
         ).to(dtype=ref.dtype, device=ref.device)
         if self._compile_options is not None:  # a fresh graph for the new modules
             self._compiled = torch.compile(self._density, **self._compile_options)
@@ -196,7 +202,7 @@ class GlobalFlowPrior(PosePrior):
         centred = v - mean
         noise_var = self.noise_std**2
         if self.standardize == "full":
-            eye = torch.eye(self.dim, dtype=v.dtype, device=v.device)
+            eye = torch.eye(self.model_dim, dtype=v.dtype, device=v.device)
             cov = centred.T @ centred / v.shape[0] + noise_var * eye
             evals, evecs = torch.linalg.eigh(cov)
             cov = (evecs * evals.clamp_min(self.min_std**2)) @ evecs.T
@@ -222,29 +228,30 @@ class GlobalFlowPrior(PosePrior):
     def _density(self, v: Tensor) -> Tensor:
         """(N, D) modelled values -> (N,) log-density."""
         z, logdet = self.flow(self._whiten(v))
-        const = 0.5 * v.shape[1] * math.log(2 * math.pi)  # not self.dim: a tensor sync, a graph break
+        const = 0.5 * v.shape[1] * math.log(2 * math.pi)
         return -0.5 * z.pow(2).sum(-1) + logdet + (self.whiten.diagonal().log().sum() - const)
 
     def _log_prob(self, x: Tensor) -> Tensor:
         return self._fused_or_plain(x, mixture=False)
 
-    def _mixture_log_prob(self, x: Tensor) -> Tensor:
-        return self._fused_or_plain(x, mixture=self.broad_weight > 0)
+    def _full_log_prob(self, x: Tensor) -> Tensor:
+        return self._fused_or_plain(x, mixture=True)
 
     def _fused_or_plain(self, x: Tensor, mixture: bool) -> Tensor:
-        """(N, J, 3) -> (N,): the flow's density, or (``mixture``) the mixture with the broad component.
+        """(N, J, 3) -> (N,): the flow's density, or (``mixture``) the whole prior's.
 
-        The fused density when it can be used (see :meth:`_fused`), with the broad component in
-        the same pass: at batch 1 each autograd node costs as much as a small matrix product.
+        The fused density when it can be used (see :meth:`_fused`), with the broad component and
+        the anatomical values in the same pass: at batch 1 each autograd node costs as much as a
+        small matrix product.
         """
         fused = self._fused()
         if fused is None:
             return self._plain_mixture(x) if mixture else self._plain_density(x)
-        broad = self._fused_cache[3] if mixture else None
+        parts = self._fused_cache[3] if mixture else FusedParts()
         if torch.is_grad_enabled() and x.requires_grad:
             plain = self._plain_mixture if mixture else self._plain_density
-            return _FusedLogProb.apply(x, fused, self._compiled_fused, plain, broad)
-        return fused.log_prob(x.reshape(x.shape[0], -1), self._compiled_fused, broad)
+            return _FusedLogProb.apply(x, fused, self._compiled_fused, plain, parts)
+        return fused.log_prob(x.reshape(x.shape[0], -1), self._compiled_fused, parts)
 
     def _plain_density(self, x: Tensor) -> Tensor:
         return (self._compiled or self._density)(self._select(x))
@@ -268,9 +275,9 @@ class GlobalFlowPrior(PosePrior):
         flow = self.flow
         sources = self._fused_sources
         if sources is None or sources[0] is not flow:
-            here = [(self._buffers, name) for name in
-                    ("loc", "whiten", "modelled", "broad_loc", "broad_inv_scale", "broad_log_norm")
-                    if name in self._buffers]  # (no broad buffers when broad_weight = 0)
+            here = [(self._buffers, name) for name in ("loc", "whiten", "learned")]
+            here += [(part._buffers, name) for part in (self.broad, self.anatomy) if part is not None
+                     for name in ("loc", "inv_scale", "log_norm")]
             pairs = here + FusedMAFDensity.sources(flow)
             sources = self._fused_sources = (flow, [d for d, _ in pairs], [name for _, name in pairs])
         tensors = list(map(dict.__getitem__, sources[1], sources[2]))  # (a C loop: ~90 tensors)
@@ -279,29 +286,29 @@ class GlobalFlowPrior(PosePrior):
         key = (list(map(_VERSION, tensors)), list(map(_DATA_PTR, tensors)), self.broad_weight)
         cache = self._fused_cache
         if cache is None or cache[0] != key or not all(map(operator.is_, tensors, cache[1])):
-            d_in = self.modelled.numel()
-            matrix = self.whiten.new_zeros(d_in, self.dim)
-            matrix[self.modelled] = self.whiten.T
-            const = float(self.whiten.diagonal().log().sum()) - 0.5 * self.dim * math.log(2 * math.pi)
+            d_in = self.learned.numel()
+            matrix = self.whiten.new_zeros(d_in, self.model_dim)
+            matrix[self.learned] = self.whiten.T
+            const = float(self.whiten.diagonal().log().sum()) - 0.5 * self.model_dim * math.log(2 * math.pi)
             fused = FusedMAFDensity(self.flow, matrix, -self.loc @ self.whiten.T, const)
-            broad = None
-            if self.broad_weight > 0:  # the broad component's constants (Broad in nn/flows.py)
-                w, inv = self.broad_weight, self.broad_inv_scale
-                broad = (-self.broad_loc * inv, inv, -inv, self.broad_log_norm + math.log(w), math.log1p(-w))
-            cache = self._fused_cache = (key, tensors, fused, broad)
+            w = self.broad_weight
+            parts = FusedParts(
+                broad=self.broad.constants(math.log(w)) if self.broad is not None else None,
+                log_weight_flow=math.log1p(-w),
+                anatomy=self.anatomy.constants() if self.dim > self.model_dim else None,
+            )
+            cache = self._fused_cache = (key, tensors, fused, parts)
         return cache[2]
 
-    def _training_loss(self, x: Tensor) -> Tensor:
+    def _training_loss(self, x: Tensor, generator: torch.Generator | None) -> Tensor:
         v = self._select(x)
         if self.training and self.noise_std > 0:
-            noise = torch.randn(v.shape, generator=self._noise_generator, dtype=v.dtype, device="cpu")
-            v = v + self.noise_std * noise.to(v.device)
+            v = v + self.noise_std * randn(v.shape, generator, v)
         return -(self._compiled or self._density)(v).mean()
 
     def _sample_values(self, n: int, generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
-        """-> (n, D) modelled values and their (n,) log-density."""
-        u = torch.randn(n, self.dim, generator=generator, dtype=self.loc.dtype, device="cpu")
-        u = u.to(self.loc.device)
+        """-> (n, model_dim) learned values and their (n,) log-density."""
+        u = randn((n, self.model_dim), generator, self.loc)
         y, logdet_inv = self.flow.inverse(u)
         const = 0.5 * u.shape[1] * math.log(2 * math.pi)
         log_prob = -0.5 * u.pow(2).sum(-1) - logdet_inv + (self.whiten.diagonal().log().sum() - const)
@@ -310,44 +317,10 @@ class GlobalFlowPrior(PosePrior):
     def _sample(self, n: int, generator: torch.Generator | None) -> Tensor:
         return self._fill(self._sample_values(n, generator)[0])
 
-    def _fit(self, x: Tensor, **options: Any) -> None:
-        r"""Adam on :math:`-\log p` of noisy poses; see :func:`poseprior._fitloop.fit_adam` for options.
-
-        Defaults: 20 epochs (cosine learning-rate decay), batch 256, lr 1e-3, weight decay 1e-4,
-        patience 5 (with ``val=``).
-        ``generator`` drives both the shuffling and the training noise (outside ``fit``, e.g. in
-        the Lightning trainer, ``training_loss`` in train mode draws the noise from torch's
-        global RNG, as dropout does).
-        """
-        from .._fitloop import fit_adam
-
-        options = {**_FIT_DEFAULTS, **options}
-        self._noise_generator = options.get("generator")
-        try:
-            fit_adam(self, x, **options)
-        finally:
-            self._noise_generator = None
-
     # ------------------------------------------------------------------ extras
-    @torch.no_grad()
-    def sample_and_log_prob(
-        self, sample_shape: int | Sequence[int] = (), *, generator: torch.Generator | None = None
-    ) -> tuple[Tensor, Tensor]:
-        r"""Draws poses and their log-density in one pass, without gradients.
-
-        Arguments:
-            sample_shape: The batch shape :math:`S` (an ``int`` means ``(n,)``).
-            generator: The random generator; the global RNG is never used when one is given.
-
-        Returns:
-            Poses with shape :math:`(*S, J, 3)` and ``log_prob`` of them with shape :math:`(*S)`.
-        """
-        self._check_initialized("sample_and_log_prob")
-        if self.broad_weight > 0:  # a mixture: the density needs both components
-            return super().sample_and_log_prob(sample_shape, generator=generator)
-        shape = torch.Size((sample_shape,) if isinstance(sample_shape, int) else sample_shape)
-        values, log_prob = self._sample_values(shape.numel(), generator)
-        return self._fill(values).reshape(*shape, *self.event_shape), log_prob.reshape(shape)
+    def _sample_and_log_prob(self, n: int, generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
+        values, log_prob = self._sample_values(n, generator)
+        return self._fill(values), log_prob
 
     @torch.no_grad()
     def round_trip(self, x: Tensor) -> Tensor:
@@ -362,7 +335,7 @@ class GlobalFlowPrior(PosePrior):
         z, _ = self.flow(self._whiten(self._select(x)))
         y, _ = self.flow.inverse(z)
         out = x.reshape(x.shape[0], -1).clone()
-        out[:, self.modelled] = self._unwhiten(y)
+        out[:, self.learned] = self._unwhiten(y)
         return out.reshape(*batch, *self.event_shape)
 
     def compile(self, *, enabled: bool = True, **options: Any) -> GlobalFlowPrior:  # type: ignore[override]
@@ -401,10 +374,10 @@ class _FusedLogProb(torch.autograd.Function):
     @staticmethod
     def forward(
         ctx: Any, x: Tensor, fused: FusedMAFDensity, impl: Callable | None,
-        plain: Callable[[Tensor], Tensor], broad: Broad | None,
+        plain: Callable[[Tensor], Tensor], parts: FusedParts,
     ) -> Tensor:
         # (N, J, 3) in, reshaped here rather than by the caller: no view node in the graph.
-        lp, grad = fused.log_prob_and_grad(x.reshape(x.shape[0], -1), impl, broad)
+        lp, grad = fused.log_prob_and_grad(x.reshape(x.shape[0], -1), impl, parts)
         ctx.grad = grad.view(x.shape)
         ctx.plain = plain
         ctx.save_for_backward(x)

@@ -61,10 +61,11 @@ is mirrored into the left-hand frame (:func:`~poseprior.formats.adapters.mirror_
 hands are independent. Mirroring is only exact for flat-relative poses (the MANO left and right
 mean hands are not exact mirror images), so ``mirror=True`` requires ``hand_convention="flat"``.
 
-**Excluded values.** Values constant in the training data (see :class:`~poseprior.PosePrior`) are
-left out of :math:`p(x \mid z)`, which marginalizes them exactly; the encoder sees their recorded
-constants, so they cannot influence the density. With mirroring the two hands may exclude
-different values: each hand's likelihood uses its own values.
+**Values it does not learn.** Excluded and anatomical values (see :class:`~poseprior.PosePrior`)
+are left out of :math:`p(x \mid z)`, which marginalizes them exactly (the base class adds the
+anatomical values' own Gaussians); the encoder sees their training means, so they cannot influence
+the learned density. With mirroring the two hands may learn different values: each hand's
+likelihood uses its own.
 
 No finger data with a usable licence ships with poseprior: train the prior on your own AMASS- or
 MANO-format data. :func:`synthetic_hand_poses` (re-exported from :mod:`poseprior.synthetic`) makes
@@ -87,6 +88,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
+from .._rng import randn
 from ..base import PosePrior
 from ..errors import ShapeError, ValueCheckError
 from ..formats import adapters
@@ -144,8 +146,8 @@ class HandVAEPrior(PosePrior):
         objective: The training objective: ``"elbo"`` or ``"iwae"`` (with ``train_samples``).
         train_samples: The number of latent draws per pose in the training objective.
         seed: The seed of the per-call generator of the IWAE draws (see the module docs).
-        constant_dims: See :class:`~poseprior.PosePrior`.
-        constant_tol: See :class:`~poseprior.PosePrior`.
+        exclude: See :class:`~poseprior.PosePrior`.
+        anatomical: See :class:`~poseprior.PosePrior`.
         broad_weight: See :class:`~poseprior.PosePrior` (the broad component).
         broad_scale: See :class:`~poseprior.PosePrior`.
 
@@ -158,6 +160,9 @@ class HandVAEPrior(PosePrior):
 
     has_exact_log_prob = False
     default_layout = "left_hand"
+    fit_defaults = {"epochs": 100, "batch_size": 256, "lr": 1e-3, "weight_decay": 0.0, "patience": 10}
+    """Adam (:func:`~poseprior._fitloop.fit_adam`) on ``training_loss``: 100 epochs of batches of 256,
+    lr 1e-3, patience 10 (with ``val=``); the latent draws come from fit's ``generator``."""
 
     def __init__(
         self,
@@ -173,23 +178,18 @@ class HandVAEPrior(PosePrior):
         train_samples: int = 1,
         seed: int = 0,
         *,
-        constant_dims: Sequence[int] | None = None,
-        constant_tol: float = 1e-6,
+        exclude: Sequence[int] | None = None,
+        anatomical: Sequence[int] | None = None,
         broad_weight: float = 0.0,
         broad_scale: float = 1.0,
     ) -> None:
-        super().__init__(layout, constant_dims=constant_dims, constant_tol=constant_tol,
+        super().__init__(layout, min_std=min_std, exclude=exclude, anatomical=anatomical,
                          broad_weight=broad_weight, broad_scale=broad_scale)
         self.latent_dim = _positive_int("latent_dim", latent_dim)
         self.hidden_features = _positive_int("hidden_features", hidden_features)
         self.num_layers = _positive_int("num_layers", num_layers)
         self.num_samples = _positive_int("num_samples", num_samples)
         self.train_samples = _positive_int("train_samples", train_samples)
-        if not isinstance(min_std, (int, float)) or isinstance(min_std, bool) or not min_std > 0:
-            raise ValueError(
-                "HandVAEPrior: min_std must be a positive number of radians (the variance floor), "
-                f"got {min_std!r}"
-            )
         if hand_convention not in ("flat", "mean_relative"):
             raise ValueError(
                 f"HandVAEPrior: hand_convention must be 'flat' or 'mean_relative', got {hand_convention!r}"
@@ -212,7 +212,6 @@ class HandVAEPrior(PosePrior):
                 "are not mirror images, so mean-relative poses cannot be mirrored exactly; convert them with "
                 "poseprior.formats.adapters.hand_relative_to_flat first"
             )
-        self.min_std = float(min_std)
         self.mirror = mirror
         self.hand_convention = hand_convention
         self.objective = objective
@@ -232,8 +231,6 @@ class HandVAEPrior(PosePrior):
         # and the decoder's base rotation (the mean pose). Before that: identity and flat hand.
         self.register_buffer("input_loc", torch.zeros(width))
         self.register_buffer("input_scale", torch.ones(width))
-        self.register_buffer("stats_initialized", torch.tensor(False))
-        self._noise_generator: torch.Generator | None = None
 
     # ------------------------------------------------------------------ description
     @property
@@ -309,7 +306,7 @@ class HandVAEPrior(PosePrior):
         return loc.reshape(*batch, *self.latent_shape), scale.reshape(*batch, *self.latent_shape)
 
     def decode(self, z: Tensor) -> Tensor:
-        r"""The decoded mean pose :math:`\mu(z)`, excluded values at their constants.
+        r"""The decoded mean pose :math:`\mu(z)`, the values it does not learn at their training means.
 
         Differentiable with respect to ``z``: fitting a pose as ``decode(z)`` with the penalty
         ``z.pow(2).sum(-1)`` is how VPoser is used in SMPLify-X.
@@ -349,8 +346,8 @@ class HandVAEPrior(PosePrior):
         Arguments:
             x: Axis-angle poses with shape :math:`(*, J, 3)`.
             metric: ``"geodesic"``: the mean over joints of the rotation angle between the input
-                and reconstructed joint rotations (joints with at least one modelled value);
-                ``"abs"``: the mean absolute difference over the modelled values.
+                and reconstructed joint rotations (joints with at least one learned value);
+                ``"abs"``: the mean absolute difference over the learned values.
 
         Returns:
             The error per pose, with shape :math:`(*)`.
@@ -363,9 +360,9 @@ class HandVAEPrior(PosePrior):
         loc, _ = self._encode(self._hands(x))
         rec = self.decode(loc.reshape(-1, *self.latent_shape))
         if metric == "abs":
-            err = (rec - x).abs().reshape(x.shape[0], -1)[:, self.modelled].mean(-1)
+            err = (rec - x).abs().reshape(x.shape[0], -1)[:, self.learned].mean(-1)
         else:
-            joints = self.modelled_mask.any(-1)
+            joints = self.learned_mask.any(-1)
             angle = geodesic_angle(axis_angle_to_matrix(x[:, joints]), axis_angle_to_matrix(rec[:, joints]))
             err = angle.mean(-1)
         return err.reshape(batch)
@@ -413,24 +410,20 @@ class HandVAEPrior(PosePrior):
     def _log_prob(self, x: Tensor) -> Tensor:
         return self._bound(x, "iwae", self.num_samples, self.seed)
 
-    def _training_loss(self, x: Tensor) -> Tensor:
+    def _training_loss(self, x: Tensor, generator: torch.Generator | None) -> Tensor:
         xh = self._hands(x)
         loc, scale = self._encode(xh)
-        if self.training:
-            gen = self._noise_generator
-        else:
+        if not self.training:
             # Validation: draws seeded by `seed`, so the loss is deterministic. Unlike log_prob's
             # they differ between poses: a draw shared by the whole batch would not average out
             # and would make early stopping chase its noise.
-            gen = torch.Generator(device=loc.device).manual_seed(self.seed)
-        shape = (*loc.shape[:-1], self.train_samples, self.latent_dim)
-        eps = torch.randn(shape, generator=gen, dtype=loc.dtype, device=loc.device)
+            generator = torch.Generator(device=loc.device).manual_seed(self.seed)
+        eps = randn((*loc.shape[:-1], self.train_samples, self.latent_dim), generator, loc)
         return -self._combine(xh, loc, scale, eps, self.objective).mean()
 
     def _sample(self, n: int, generator: torch.Generator | None) -> Tensor:
-        like = {"dtype": self.log_std.dtype, "device": self.log_std.device}
-        z = torch.randn(n, self._slots, self.latent_dim, generator=generator, **like)
-        noise = torch.randn(n, self._slots, 3 * self._joints, generator=generator, **like)
+        z = randn((n, self._slots, self.latent_dim), generator, self.log_std)
+        noise = randn((n, self._slots, 3 * self._joints), generator, self.log_std)
         y = self._decode_mean(z) + self._std() * noise
         return self._unhands(torch.where(self._mask(), y, self._constants()))
 
@@ -444,44 +437,6 @@ class HandVAEPrior(PosePrior):
         with torch.no_grad():
             self.input_loc.copy_(xe.mean(0))
             self.input_scale.copy_(xe.std(0).clamp_min(self.min_std))
-            self.stats_initialized.fill_(True)
-
-    def _fit(
-        self,
-        x: Tensor,
-        *,
-        epochs: int = 100,
-        batch_size: int = 256,
-        lr: float = 1e-3,
-        patience: int = 10,
-        generator: torch.Generator | None = None,
-        **options: Any,
-    ) -> None:
-        r"""Adam on ``training_loss`` (:func:`poseprior._fitloop.fit_adam`) with VAE defaults.
-
-        The latent draws of the training objective come from ``generator`` (as does the
-        shuffling), so a fit with a seeded generator is reproducible. Other options
-        (``val``, ``weight_decay``, ``progress``) go to ``fit_adam``; with ``val=`` poses,
-        training stops after ``patience`` epochs without improvement of the validation loss.
-        """
-        from .._fitloop import fit_adam
-
-        if not bool(self.stats_initialized):
-            self._initialize(x)
-        self._noise_generator = generator
-        try:
-            fit_adam(
-                self,
-                x,
-                epochs=epochs,
-                batch_size=batch_size,
-                lr=lr,
-                patience=patience,
-                generator=generator,
-                **options,
-            )
-        finally:
-            self._noise_generator = None
 
     # ------------------------------------------------------------------ internals
     def _flat(self, x: Tensor, where: str) -> tuple[Tensor, torch.Size]:
@@ -506,19 +461,19 @@ class HandVAEPrior(PosePrior):
         return (y.reshape(n, self._slots, self._joints, 3) * self._sign()).reshape(n, -1, 3)
 
     def _mask(self) -> Tensor:
-        """(H, 3 J/H) bool: the modelled values of each hand slot."""
-        return self.modelled.reshape(self._slots, -1)
+        """(H, 3 J/H) bool: the learned values of each hand slot."""
+        return self.learned.reshape(self._slots, -1)
 
     def _constants(self) -> Tensor:
-        """(1, H, 3 J/H): the recorded constants, in the slots' frames."""
-        return self._hands(self.constant_values.to(self.log_std.dtype).reshape(1, *self.event_shape))
+        """(1, H, 3 J/H): the training means, in the slots' frames."""
+        return self._hands(self.data_mean.to(self.log_std.dtype).reshape(1, *self.event_shape))
 
     def _std(self) -> Tensor:
         """(3 J/H,): the decoder's per-value standard deviation, at least ``min_std``."""
         return torch.sqrt(self.min_std**2 + torch.exp(2.0 * self.log_std))
 
     def _encode(self, xh: Tensor) -> tuple[Tensor, Tensor]:
-        """(N, H, W) -> loc, scale (N, H, L). Excluded values are replaced by their constants."""
+        """(N, H, W) -> loc, scale (N, H, L). The values it does not learn are replaced by their means."""
         xe = torch.where(self._mask(), xh, self._constants())
         h = self.encoder((xe - self.input_loc) / self.input_scale)
         loc, log_scale = h.chunk(2, dim=-1)

@@ -8,7 +8,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from ..base import PosePrior
+from .._rng import randn
+from ..base import PosePrior, _positive
 from ..formats.layouts import JointLayout
 from ..formats.rotations import axis_angle_to_rot6d
 from ..nn.joint_net import StackedMLP, identity_spline_params, rq_spline, spline_param_count
@@ -74,8 +75,8 @@ class JointFlowPrior(PosePrior):
             in radians.
         tail_bound: :math:`B`, in standardized units.
         seed: Seed of the initial weights (a local generator: the global RNG is not used).
-        constant_dims: See :class:`~poseprior.PosePrior`.
-        constant_tol: See :class:`~poseprior.PosePrior`.
+        exclude: See :class:`~poseprior.PosePrior`.
+        anatomical: See :class:`~poseprior.PosePrior`.
         broad_weight: See :class:`~poseprior.PosePrior` (the broad component).
         broad_scale: See :class:`~poseprior.PosePrior`.
 
@@ -84,6 +85,11 @@ class JointFlowPrior(PosePrior):
         >>> prior.sample((2,), generator=torch.Generator().manual_seed(0)).shape
         torch.Size([2, 21, 3])
     """
+
+    fit_defaults = {"epochs": 30, "batch_size": 256, "lr": 2e-3, "weight_decay": 1e-4, "patience": 8}
+    """Adam (:func:`~poseprior._fitloop.fit_adam`) with noise of std ``min_std``: 30 epochs of batches
+    of 256, learning rate 2e-3 with cosine decay, AdamW weight decay 1e-4; with ``val`` poses,
+    training stops after ``patience`` epochs without improvement and keeps the best parameters."""
 
     chunk_size: int = 256
     """Poses per chunk in ``log_prob`` and ``sample``: a batch is evaluated in chunks of this many
@@ -105,47 +111,41 @@ class JointFlowPrior(PosePrior):
         tail_bound: float = 5.0,
         seed: int = 0,
         *,
-        constant_dims: Sequence[int] | None = None,
-        constant_tol: float = 1e-6,
+        exclude: Sequence[int] | None = None,
+        anatomical: Sequence[int] | None = None,
         broad_weight: float = 0.3,
         broad_scale: float = 1.5,
     ) -> None:
-        super().__init__(layout, constant_dims=constant_dims, constant_tol=constant_tol,
+        super().__init__(layout, min_std=min_std, exclude=exclude, anatomical=anatomical,
                          broad_weight=broad_weight, broad_scale=broad_scale)
         if num_bins < 2 or hidden < 1 or layers < 1:
             raise ValueError(
                 f"num_bins >= 2, hidden >= 1 and layers >= 1 are needed, got {num_bins}, {hidden}, {layers}"
             )
-        if min_std <= 0 or tail_bound <= 0:
-            raise ValueError(f"min_std and tail_bound must be > 0, got {min_std} and {tail_bound}")
         self.num_bins = int(num_bins)
         self.hidden = int(hidden)
         self.layers = int(layers)
-        self.min_std = float(min_std)
-        self.tail_bound = float(tail_bound)
+        self.tail_bound = _positive("tail_bound", tail_bound)
         self.seed = int(seed)
         j = len(self.layout)
         self.register_buffer("loc", torch.zeros(j, 3))
         self.register_buffer("scale", torch.ones(j, 3))
         self.register_buffer("ctx_loc", torch.zeros(j + 1, _CTX, 1))
         self.register_buffer("ctx_scale", torch.ones(j + 1, _CTX, 1))
-        self.register_buffer("standardized", torch.tensor(False))
-        # The generator used for the training noise while fit() runs (not state: never saved).
-        self._noise_generator: torch.Generator | None = None
         self._rebuild()
 
     # ------------------------------------------------------------------ structure
     def _rebuild(self) -> None:
         r"""Builds the :math:`D` conditioners and the index tables of the modelled values."""
-        ref = self.constant_values
+        ref = self.data_mean
         j = len(self.layout)
-        modelled = self.modelled.cpu()
-        flat = modelled.nonzero().flatten()  # (D,) flat index 3 * joint + axis, in tree order
+        learned = self.learned.cpu()
+        flat = learned.nonzero().flatten()  # (D,) flat index 3 * joint + axis, in tree order
         joint, axis = flat // 3, flat % 3
         parents = torch.tensor(self.layout.parents, dtype=torch.long)
         parent = torch.where(parents[joint] >= 0, parents[joint], torch.full_like(joint, j))
-        # Own-value inputs: axes before k, and only the modelled ones (excluded values are constants).
-        own = (torch.arange(3).unsqueeze(0) < axis.unsqueeze(1)) & modelled.reshape(j, 3)[joint]
+        # Own-value inputs: axes before k, and only the learned ones (the others are held at their means).
+        own = (torch.arange(3).unsqueeze(0) < axis.unsqueeze(1)) & learned.reshape(j, 3)[joint]
         input_mask = torch.cat([torch.ones(len(flat), _CTX, dtype=torch.bool), own], dim=1)
         # Sampling order: by depth, then axis; a group is one (depth, axis) pass.
         depth = torch.tensor(self.layout.depths(), dtype=torch.long)[joint]
@@ -155,7 +155,7 @@ class JointFlowPrior(PosePrior):
         self._groups = list(zip([0, *bounds[:-1]], bounds))
         for name, value in (("value_flat", flat), ("value_joint", joint), ("value_parent", parent),
                             ("sample_order", order), ("value_depth", depth)):
-            self.register_buffer(name, value.to(ref.device), persistent=False)  # derived from `modelled`
+            self.register_buffer(name, value.to(ref.device), persistent=False)  # derived from `learned`
         self.net = StackedMLP(
             len(flat),
             _CTX + 3,
@@ -169,9 +169,9 @@ class JointFlowPrior(PosePrior):
 
     # ------------------------------------------------------------------ helpers
     def _standardize(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """(N, J, 3) -> the pose with excluded values at their constants, and its standardization."""
-        const = self.constant_values.reshape(-1, 3).to(x.dtype)
-        x = torch.where(self.modelled_mask, x, const)
+        """(N, J, 3) -> the pose with the values it does not learn at their means, and its standardization."""
+        const = self.data_mean.reshape(-1, 3).to(x.dtype)
+        x = torch.where(self.learned_mask, x, const)
         return x, (x - self.loc) / self.scale
 
     def _standardize_context(self, r6: Tensor, joints: Tensor | slice) -> Tensor:
@@ -221,9 +221,9 @@ class JointFlowPrior(PosePrior):
 
         Returns:
             The log-density of every joint with shape :math:`(*, J)`; it sums to the flow's
-            log-density over the last axis (:meth:`log_prob` when ``broad_weight`` is 0; with a
-            broad component, :meth:`log_prob` is the mixture's). A joint whose values are all
-            excluded has a term of 0.
+            log-density of the learned values over the last axis (:meth:`log_prob` adds the
+            anatomical values' terms and, with a broad component, is the mixture's). A joint
+            with no learned value has a term of 0.
         """
         x = self._check(x, "log_prob_per_joint")
         batch = x.shape[:-2]
@@ -254,7 +254,7 @@ class JointFlowPrior(PosePrior):
         for zc in z.split(self.sample_chunk_size):
             n, j = zc.shape[0], len(self.layout)
             u = zc.new_zeros(n, j, 3)
-            x = self.constant_values.to(zc.dtype).expand(n, -1).reshape(n, j, 3).clone()
+            x = self.data_mean.to(zc.dtype).expand(n, -1).reshape(n, j, 3).clone()
             log_prob = (-0.5 * zc * zc - _LOG_SQRT_2PI).sum(1) - log_scale
             zt = zc.T
             for values, joint, parent, flat, layers in passes:
@@ -274,90 +274,32 @@ class JointFlowPrior(PosePrior):
             lps.append(log_prob)
         return torch.cat(xs), torch.cat(lps)
 
-    def _base_sample(self, n: int, generator: torch.Generator | None) -> Tensor:
-        ref = self.constant_values
-        return torch.randn(n, self.dim, generator=generator, dtype=ref.dtype, device=ref.device)
-
     def _sample(self, n: int, generator: torch.Generator | None) -> Tensor:
-        return self._inverse(self._base_sample(n, generator))[0]
+        return self._inverse(randn((n, self.model_dim), generator, self.data_mean))[0]
 
-    @torch.no_grad()
-    def sample_and_log_prob(
-        self, sample_shape: int | Sequence[int] = (), *, generator: torch.Generator | None = None
-    ) -> tuple[Tensor, Tensor]:
-        r"""Draws poses and returns them with their log-density (computed on the way, no extra pass).
+    def _sample_and_log_prob(self, n: int, generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
+        return self._inverse(randn((n, self.model_dim), generator, self.data_mean))
 
-        Returns:
-            Poses with shape :math:`(*S, J, 3)` and their log-densities with shape :math:`(*S)`.
-        """
-        if self.broad_weight > 0:  # a mixture: the density needs both components
-            return super().sample_and_log_prob(sample_shape, generator=generator)
-        shape = torch.Size((sample_shape,) if isinstance(sample_shape, int) else sample_shape)
-        x, lp = self._inverse(self._base_sample(shape.numel(), generator))
-        return x.reshape(*shape, *self.event_shape), lp.reshape(shape)
-
-    def _training_loss(self, x: Tensor) -> Tensor:
-        """-log p of the poses plus Gaussian noise of std ``min_std`` in train mode (the variance floor).
-
-        Inside :meth:`fit` the noise is drawn from fit's ``generator``; elsewhere (e.g. a Lightning
-        trainer) from torch's default generator, as dropout would be.
-        """
+    def _training_loss(self, x: Tensor, generator: torch.Generator | None) -> Tensor:
+        """-log p of the poses plus Gaussian noise of std ``min_std`` in train mode (the variance floor)."""
         if self.training:
-            g = self._noise_generator
-            device = g.device if g is not None else x.device
-            noise = torch.randn(x.shape, generator=g, dtype=x.dtype, device=device)
-            x = x + self.min_std * noise.to(x.device)
+            x = x + self.min_std * randn(x.shape, generator, x)
         return -self._log_prob(x).mean()
 
     @torch.no_grad()
     def _initialize(self, x: Tensor) -> None:
         """Fits the standardizations of the values and of the 6D contexts: mean and max(std, min_std).
 
-        Excluded values get loc = their constant and scale = 1 (their standardized value is 0).
+        Values it does not learn get loc = their mean and scale = 1 (their standardized value is 0).
         """
         mean, std = x.mean(0), x.std(0)
-        mask = self.modelled_mask
-        self.loc.copy_(torch.where(mask, mean, self.constant_values.reshape(-1, 3)))
+        mask = self.learned_mask
+        self.loc.copy_(torch.where(mask, mean, self.data_mean.reshape(-1, 3).to(mean)))
         self.scale.copy_(torch.where(mask, std.clamp_min(self.min_std), torch.ones_like(std)))
-        x_eff = torch.where(mask, x, self.constant_values.reshape(-1, 3))
+        x_eff = torch.where(mask, x, self.data_mean.reshape(-1, 3).to(x))
         r6 = axis_angle_to_rot6d(x_eff)  # (N, J, 6)
         self.ctx_loc[:-1, :, 0] = r6.mean(0)
         self.ctx_scale[:-1, :, 0] = r6.std(0).clamp_min(self.min_std)
-        self.standardized.fill_(True)
-
-    def _fit(
-        self,
-        x: Tensor,
-        *,
-        val: Tensor | None = None,
-        epochs: int = 30,
-        batch_size: int = 256,
-        lr: float = 2e-3,
-        weight_decay: float = 1e-4,
-        patience: int = 8,
-        generator: torch.Generator | None = None,
-        progress: bool = False,
-    ) -> None:
-        r"""Trains with Adam (:func:`~poseprior._fitloop.fit_adam`), with noise of std ``min_std``.
-
-        The standardization is fitted from ``x`` on the first call only, so that calling ``fit``
-        again fine-tunes the same model. With ``val`` poses, training stops after ``patience``
-        epochs without improvement of the validation NLL and the best parameters are kept.
-
-        The defaults (30 epochs of batches of 256, learning rate 2e-3 with cosine decay, AdamW
-        weight decay 1e-4) train on the 14.5k poses of the bundled CMU sample in a few minutes on
-        2 CPU cores; twice as many epochs overfit that small set (the validation NLL gets worse).
-        """
-        from .._fitloop import fit_adam
-
-        if not bool(self.standardized):
-            self._initialize(x)
-        self._noise_generator = generator
-        try:
-            fit_adam(self, x, val=val, epochs=epochs, batch_size=batch_size, lr=lr,
-                     weight_decay=weight_decay, patience=patience, generator=generator, progress=progress)
-        finally:
-            self._noise_generator = None
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, bins={self.num_bins}, hidden={self.hidden}, layers={self.layers}"
