@@ -28,7 +28,7 @@ pytestmark = pytest.mark.skipif(
     sys.platform != "linux" or not hasattr(os, "fork"), reason="uses fork and SIGKILL (Linux)"
 )
 
-ROUNDS = 60
+ROUNDS = 100
 CARDS = ("# prior A\n", None)  # A has a model card, B none: a stale card is a mix too
 
 
@@ -61,8 +61,8 @@ def _which(folder: Path, priors: tuple[poseprior.PosePrior, ...], card: bool = T
     raise AssertionError(f"{folder} holds neither prior: a mix of two saves")
 
 
-def _fork_writer(folder: Path, priors: tuple, log: Path) -> tuple[int, int]:
-    """Forks a child saving priors[0], priors[1], priors[0], ... into ``folder`` until killed.
+def _fork_writer(folder: Path, priors: tuple, log: Path, first: int = 0) -> tuple[int, int]:
+    """Forks a child saving priors[first], the other, priors[first], ... into ``folder`` until killed.
 
     Returns its pid and the read end of a pipe that gets one byte per completed save.
     """
@@ -71,7 +71,7 @@ def _fork_writer(folder: Path, priors: tuple, log: Path) -> tuple[int, int]:
     if pid == 0:  # the child: never returns into pytest
         try:
             os.close(read_end)
-            for i in range(sys.maxsize):
+            for i in range(first, sys.maxsize):
                 priors[i % 2].save(folder, model_card=CARDS[i % 2])
                 os.write(write_end, b".")
         except BaseException:  # noqa: BLE001  (reported to the parent through the log)
@@ -107,14 +107,15 @@ def _leftovers(parent: Path) -> Iterator[str]:
 
 def test_sigkill_during_saves_leaves_one_complete_checkpoint(priors: tuple, tmp_path: Path) -> None:
     folder, log = tmp_path / "ckpt", tmp_path.parent / f"{tmp_path.name}.writer.log"
+    priors[1].save(folder)
     start = time.perf_counter()
     priors[1].save(folder)
     save_time = time.perf_counter() - start  # only to spread the kills over a save's duration
     rng = random.Random(0)
     seen, saves, interrupted = set(), 0, 0
-    for _ in range(ROUNDS):
-        pid, read_end = _fork_writer(folder, priors, log)
-        time.sleep(rng.uniform(0, 2 * save_time))  # mostly during the first save or two
+    for r in range(ROUNDS):
+        pid, read_end = _fork_writer(folder, priors, log, first=r % 2)
+        time.sleep(rng.uniform(0, 4 * save_time))  # during the child's first saves (the first is slower)
         saves += _kill(pid, read_end, log)
         interrupted += any(True for _ in _leftovers(tmp_path))  # killed mid-save: a temporary sibling
         seen.add(_which(folder, priors))

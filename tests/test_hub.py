@@ -293,6 +293,24 @@ def test_save_keeps_the_folder_permissions(tmp_path: Path) -> None:
     assert folder.stat().st_mode & 0o777 == 0o750
 
 
+
+def test_a_load_racing_a_save_reads_the_new_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A save that swaps the folder (and deletes the old copy) between the reader's two files: the
+    reader, holding the old folder, finds its weights gone and reads the new folder instead."""
+    a, b = _prior(), poseprior.create("gaussian", layout="left_hand").fit(torch.randn(50, 15, 3))
+    folder = a.save(tmp_path / "ckpt")
+    read = hub._read
+    raced: list[str] = []
+
+    def read_during_a_save(path: Path, dir_fd: int | None, limit: int | None) -> bytes | None:
+        if path.name == "model.safetensors" and not raced:
+            raced.append(path.name)
+            b.save(folder)
+        return read(path, dir_fd, limit)
+
+    monkeypatch.setattr(hub, "_read", read_during_a_save)
+    assert _same(poseprior.load(folder), b) and raced
+
 # ---------------------------------------------------------------------------- validation before building
 def _flow_record(**config: Any) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     prior = poseprior.create("global_flow", layout="left_hand", blocks=1, hidden_features=8)
