@@ -21,11 +21,16 @@ from .formats.layouts import JointLayout, get_layout, list_layouts  # noqa: E402
 from .registry import create, list_priors, prior_class, register_prior  # noqa: E402
 
 
-def load(directory: str | Path, *, map_location: str = "cpu") -> PosePrior:
-    """Loads any prior saved with ``prior.save(directory)``; the config names its class."""
+def load(
+    directory: str | Path, *, map_location: str = "cpu", max_parameters: int | None = 50_000_000
+) -> PosePrior:
+    """Loads any prior saved with ``prior.save(directory)``; the config names its class.
+
+    ``max_parameters`` caps the tensor values an untrusted checkpoint may create (None: no cap).
+    """
     from .hub import load_checkpoint
 
-    return load_checkpoint(directory, map_location=map_location)
+    return load_checkpoint(directory, map_location=map_location, max_parameters=max_parameters)
 
 
 def load_pretrained(name: str, *, map_location: str = "cpu") -> PosePrior:

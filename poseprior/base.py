@@ -63,12 +63,6 @@ from .formats.layouts import LAYOUTS, JointLayout, get_layout
 from .formats.ranges import BODY_RANGES_DEG, value_floors
 from .nn.independent import IndependentGaussian
 
-CHECKPOINT_FORMAT = 1
-"""Version of the ``config.json`` + ``model.safetensors`` checkpoint format."""
-
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
-
 log = logging.getLogger("poseprior")
 
 _CONSTANT_STD = 1e-6  # a joint's values this constant in every training pose were not captured
@@ -588,32 +582,32 @@ class PosePrior(nn.Module, abc.ABC):
             config[p.name] = value
         return json.loads(json.dumps(config))  # fails loudly on non-JSON values
 
-    def save(self, directory: str | Path) -> Path:
-        """Writes ``config.json`` and ``model.safetensors`` to ``directory`` and returns its path."""
-        from safetensors.torch import save_file
+    def save(self, directory: str | Path, *, model_card: str | None = None) -> Path:
+        """Writes the checkpoint folder atomically (``config.json``, ``model.safetensors``, and
+        ``README.md`` if ``model_card`` is given) and returns its path; see :mod:`poseprior.hub`."""
+        from .hub import save_checkpoint
 
-        from . import __version__
-
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        meta = {
-            "prior": self.name,
-            "prior_version": self.version,
-            "format": CHECKPOINT_FORMAT,
-            "poseprior_version": __version__,
-            "config": self.get_config(),
-        }
-        (directory / CONFIG_NAME).write_text(json.dumps(meta, indent=2) + "\n")
-        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
-        save_file(state, str(directory / WEIGHTS_NAME), metadata={"prior": self.name, "format": str(CHECKPOINT_FORMAT)})
-        return directory
+        return save_checkpoint(self, directory, model_card=model_card)
 
     @classmethod
-    def load(cls, directory: str | Path, *, map_location: str | torch.device = "cpu") -> PosePrior:
-        """Loads a prior saved by :meth:`save`, strictly; ``PosePrior.load`` dispatches on the config."""
+    def load(
+        cls,
+        directory: str | Path,
+        *,
+        map_location: str | torch.device = "cpu",
+        max_parameters: int | None = 50_000_000,
+    ) -> PosePrior:
+        """Loads a prior saved by :meth:`save`, strictly; ``PosePrior.load`` dispatches on the config.
+
+        ``max_parameters`` caps the tensor values an untrusted config may create (None: no cap);
+        see :func:`poseprior.hub.load_checkpoint`.
+        """
         from .hub import load_checkpoint
 
-        return load_checkpoint(directory, expected=cls if cls.name else None, map_location=map_location)
+        expected = cls if cls.name else None
+        return load_checkpoint(
+            directory, expected=expected, map_location=map_location, max_parameters=max_parameters
+        )
 
 
 def bits_per_dim(nll: Tensor | float, dim: int) -> Tensor | float:

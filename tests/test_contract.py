@@ -25,6 +25,7 @@ from contract import (
 
 import poseprior
 from poseprior import CheckpointError, NotInitializedError, ShapeError, ValueCheckError
+from poseprior.hub import CHECKPOINT_FORMAT
 
 names = pytest.mark.parametrize("name", sorted(TINY_CONFIGS))
 
@@ -247,7 +248,7 @@ def test_checkpoint_errors(name: str, tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="missing: .*unexpected: \\['something_else'\\]"):
         poseprior.load(ckpt)
     # Another checkpoint format version.
-    cfg = (ckpt / "config.json").read_text().replace('"format": 1', '"format": 99')
+    cfg = (ckpt / "config.json").read_text().replace(f'"format": {CHECKPOINT_FORMAT}', '"format": 99')
     (ckpt / "config.json").write_text(cfg)
     with pytest.raises(CheckpointError, match="format 99"):
         poseprior.load(ckpt)

@@ -42,8 +42,9 @@ import torch
 from torch import Tensor
 
 from .. import metrics
-from ..base import CHECKPOINT_FORMAT, PosePrior
+from ..base import PosePrior
 from ..errors import CheckpointError, NotInitializedError
+from ..hub import MAX_PARAMETERS, build_prior, checkpoint_record
 from .data import PoseDataModule
 
 __all__ = [
@@ -307,12 +308,7 @@ class PriorModule(pl.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # The config is read now, not at __init__: the first initialize() may have changed it
         # (the excluded values), and the architecture in the checkpoint is the current one.
-        checkpoint[CHECKPOINT_KEY] = {
-            "prior": self.prior.name,
-            "prior_version": type(self.prior).version,
-            "format": CHECKPOINT_FORMAT,
-            "config": self.prior.get_config(),
-        }
+        checkpoint[CHECKPOINT_KEY] = checkpoint_record(self.prior)
 
 
 # ---------------------------------------------------------------------------- .ckpt -> PosePrior
@@ -337,26 +333,29 @@ def _read_lightning_checkpoint(path: str | Path) -> dict[str, Any]:
 
 
 def checkpoint_config(path: str | Path) -> dict[str, Any]:
-    """The ``{"prior", "prior_version", "format", "config"}`` record of a Lightning checkpoint."""
+    """The :func:`~poseprior.hub.checkpoint_record` of a Lightning checkpoint (prior, format, config, ...)."""
     return dict(_read_lightning_checkpoint(path)[CHECKPOINT_KEY])
 
 
-def prior_from_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu") -> PosePrior:
+def prior_from_checkpoint(
+    path: str | Path, *, map_location: str | torch.device = "cpu", max_parameters: int | None = MAX_PARAMETERS
+) -> PosePrior:
     r"""Rebuilds the trained :class:`~poseprior.PosePrior` from a Lightning ``.ckpt`` of :class:`PriorModule`.
 
-    The prior is built from the config recorded in the checkpoint and its weights are loaded
+    The prior is built from the record in the checkpoint, validated like a checkpoint folder
+    (``max_parameters``: see :func:`poseprior.hub.load_checkpoint`), and its weights are loaded
     strictly, in eval mode. Use :func:`export_checkpoint` to turn it into a shareable folder.
     """
-    from ..hub import build_prior
-
     ckpt = _read_lightning_checkpoint(path)
     state = {k[len("prior.") :]: v for k, v in ckpt["state_dict"].items() if k.startswith("prior.")}
-    return build_prior(ckpt[CHECKPOINT_KEY], state, str(path), map_location=map_location)
+    record = ckpt[CHECKPOINT_KEY]
+    return build_prior(record, state, str(path), map_location=map_location, max_parameters=max_parameters)
 
 
-def export_checkpoint(path: str | Path, directory: str | Path) -> Path:
-    """Writes the prior of a Lightning ``.ckpt`` to ``directory``: ``config.json`` + ``model.safetensors``."""
-    return prior_from_checkpoint(path).save(directory)
+def export_checkpoint(path: str | Path, directory: str | Path, *, model_card: str | None = None) -> Path:
+    """Writes the prior of a Lightning ``.ckpt`` to ``directory`` with the atomic ``prior.save``:
+    ``config.json`` + ``model.safetensors`` (+ ``README.md`` if ``model_card`` is given)."""
+    return prior_from_checkpoint(path).save(directory, model_card=model_card)
 
 
 # ---------------------------------------------------------------------------- the driver
