@@ -168,16 +168,20 @@ def test_the_load_cap_has_one_default() -> None:
 
 
 # ---------------------------------------------------------------------------- formats
-def test_checkpoints_from_before_the_broad_component_load_as_the_model_alone(tmp_path: Path) -> None:
-    """poseprior 0.1.0 wrote no broad_weight: such a config means the model alone (w = 0),
-    not today's default mixture, and its weights (without broad_* tensors) load strictly."""
-    x = 0.3 * torch.randn(200, 15, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    prior = poseprior.create("gaussian", layout="left_hand", broad_weight=0.0).double().fit(x)
-    folder = _format_1(tmp_path / "old", prior, drop=("broad_weight", "broad_scale"))
-    assert poseprior.prior_class("gaussian")().broad_weight > 0  # today's default is a mixture
-    loaded = poseprior.load(folder)
-    assert loaded.broad_weight == 0.0
-    torch.testing.assert_close(loaded.log_prob(x[:5]), prior.log_prob(x[:5]))
+V1 = Path(__file__).parent / "data" / "v1"
+
+
+@pytest.mark.parametrize("name", ["gaussian", "global_flow", "hand_vae", "joint_flow"])
+def test_checkpoints_of_poseprior_0_1_0_load_with_the_same_density(name: str) -> None:
+    """tests/data/v1 holds tiny checkpoints written by poseprior 0.1.0 (format 1, prior version 1,
+    a constant value excluded, a broad component) and their log_prob on fixed poses: they load
+    through the version upgrade and give the same numbers."""
+    poses = torch.tensor(json.loads((V1 / "probe.json").read_text()), dtype=torch.float64)
+    expected = torch.tensor(json.loads((V1 / "expected.json").read_text())[name], dtype=torch.float64)
+    assert json.loads((V1 / name / "config.json").read_text())["prior_version"] == 1
+    prior = poseprior.load(V1 / name)
+    assert prior.excluded_names() == ["left_index1.z"] and prior.anatomical_names() == []
+    torch.testing.assert_close(prior.log_prob(poses), expected, rtol=1e-9, atol=1e-9)
 
 
 @pytest.mark.parametrize("name", poseprior.list_pretrained())
@@ -372,9 +376,9 @@ def test_the_cap_and_its_opt_out(tmp_path: Path) -> None:
     ("field", "value", "expected"),
     [
         ("min_std", "0.02", "a number"),
-        ("constant_tol", "1e-06", "a number"),  # float("1e-06") was accepted silently
+        ("min_std", "0.02", "a number"),  # float("0.02") was accepted silently
         ("covariance", "diag", 'one of "full", "diagonal"'),
-        ("constant_dims", [1.5], "a list of integers or null"),
+        ("anatomical", [1.5], "a list of integers or null"),
         ("broad_weight", True, "a number"),
         ("layout", 3, "a string or a layout"),
         ("layout", {"name": "x", "joints": ["a"]}, "a string or a layout"),
@@ -407,8 +411,8 @@ def test_constructor_errors_name_the_file_and_the_field(tmp_path: Path) -> None:
     record["config"]["broad_weight"] = 1.5
     with pytest.raises(
         CheckpointError,
-        match=r"config\.json': config fields \['broad_weight', 'broad_scale'\] "
-        "does not build a GaussianPrior: need 0 <= broad_weight < 1",
+        match=r"config\.json': config field 'broad_weight' does not build a GaussianPrior: "
+        r"broad_weight must be in \[0, 1\), got 1.5",
     ):
         poseprior.load(_write(tmp_path / "ckpt", record, prior.state_dict()))
 

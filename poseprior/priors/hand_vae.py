@@ -406,6 +406,14 @@ class HandVAEPrior(PosePrior):
         """
         return self._convert(x, self.hand_convention, convention, mean, "to_convention")
 
+    @classmethod
+    def upgrade_checkpoint(cls, version: int, config: dict[str, Any], state: dict[str, Tensor]) -> tuple[dict, dict]:
+        """Version 1 had its own ``stats_initialized`` flag; it is the base class's ``initialized`` now."""
+        config, state = super().upgrade_checkpoint(version, config, state)
+        state = dict(state)
+        state["initialized"] = state.pop("stats_initialized")
+        return config, state
+
     # ------------------------------------------------------------------ hooks
     def _log_prob(self, x: Tensor) -> Tensor:
         return self._bound(x, "iwae", self.num_samples, self.seed)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -133,6 +134,14 @@ class JointFlowPrior(PosePrior):
         self.register_buffer("ctx_loc", torch.zeros(j + 1, _CTX, 1))
         self.register_buffer("ctx_scale", torch.ones(j + 1, _CTX, 1))
         self._rebuild()
+
+    @classmethod
+    def upgrade_checkpoint(cls, version: int, config: dict[str, Any], state: dict[str, Tensor]) -> tuple[dict, dict]:
+        """Version 1 had its own ``standardized`` flag; it is the base class's ``initialized`` now."""
+        config, state = super().upgrade_checkpoint(version, config, state)
+        state = dict(state)
+        state["initialized"] = state.pop("standardized")
+        return config, state
 
     # ------------------------------------------------------------------ structure
     def _rebuild(self) -> None:
