@@ -1,26 +1,38 @@
-r"""Chooses the priors' robustness defaults with the leave-one-action-out protocol.
+r"""Chooses the priors' defaults by how they do on motion they were not trained on.
 
-For every prior and training variant, each fold (one CMU action held out) fits the prior once
-with ``broad_weight=0`` on all other actions (early stopping on a file-level hold-out of them, as
-``poseprior bench`` does); the broad component is then added in closed form for every
-``broad_weight`` / ``broad_scale`` in the grid and the held-out action is scored. The mixture
-does not change training, so one fit per fold serves the whole grid. The file-level val split is
-scored the same way (fit on the train split), giving the in-distribution vs held-out gap.
+Every variant of a prior is fitted with ``broad_weight=0`` (early stopping on a file-level
+hold-out of the *training* files, as ``poseprior bench`` does; the validation files are never
+used for training or stopping) and scored, with the broad component added in closed form for
+every weight and scale of the grid (it does not change training, so one fit serves the grid):
 
-    python benchmarks/tune_defaults.py --prior global_flow --out results/tune [--threads 1]
+- ``val``: the bundled ``cmu`` val split (files of actions seen in training);
+- ``unseen``: the ``cmu_extra`` val split, whose subjects appear in no training file;
+- ``cross``: leave one source out, the closest this data comes to another studio: fitted on the
+  ``cmu`` train split alone and scored on ``cmu_extra``'s val split, and fitted on the
+  ``cmu_extra`` train split alone and scored on ``cmu``'s val split (the two sources were
+  retargeted from different rigs); the mean of the two;
+- ``loao`` (with ``--loao``): leave one group out over the training data: every action of ``cmu``
+  and every subject of ``cmu_extra`` held out in turn (the rest trains), mean NLL over the groups;
+- ``pct_pi``: the percentage of samples holding a value beyond pi (of 20,000 from the model; the
+  broad component's share in closed form).
 
-Writes ``<out>/<prior>.json`` and prints a markdown table (rows: variant, weight, scale;
-columns: val NLL, leave-one-action-out mean and worst action) and the choice: the setting with
-the lowest leave-one-action-out mean among those whose val NLL is within ``VAL_SLACK`` nats of
-the best val NLL of all settings (keep the in-distribution fit, then generalize), preferring the
-current training defaults unless another variant gains more than ``TIE`` nats. With
-``--render DIR`` it only prints the tables and choices of the JSON files in ``DIR``.
+Training data: the union of both train splits, screened (:func:`poseprior.data.load_bundled`),
+mirrored (``fit``'s default for the body). The choice: among the settings whose samples hold a
+value beyond pi at most 0.1% of the time, the lowest mean of ``val``, ``unseen``, ``cross`` (and
+``loao`` when measured): three protocols of generalization and one in distribution, none alone.
+
+    python benchmarks/tune_defaults.py --prior global_flow --out docs/tune [--variants a b] [--loao]
+    python benchmarks/tune_defaults.py --render docs/tune
+
+Writes ``<out>/<prior>.json`` (merged with the variants already there) and prints the table.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -28,187 +40,196 @@ from typing import Any
 import torch
 
 import poseprior
-from poseprior import metrics
-from poseprior.amass import load_folder, load_split
-from poseprior.data import sample_path
-from poseprior.evaluation import bench_variants, fit_prior, group_folds
+from poseprior.amass import PoseData, load_split
+from poseprior.data import SCREEN_MARGIN_DEG, load_bundled, sample_path
+from poseprior.evaluation import fit_prior
+from poseprior.formats import mirror_pose, plausible
+from poseprior.nn.independent import IndependentGaussian
 
-VAL_SLACK = 1.0
-TIE = 0.1
-WEIGHTS = (0.0, 0.01, 0.03, 0.1, 0.3)
-SCALES = (1.0, 1.5, 2.0, 3.0)
-_B4R2H128 = {"blocks": 4, "residual_blocks": 2, "hidden_features": 128}  # global_flow's earlier default
+WEIGHTS = (0.0, 0.02, 0.05, 0.1, 0.3)
+SCALES = (1.0, 1.5)
+MAX_PCT_PI = 0.1
+_FLOW = {"max_log_scale": 1.0, "conditioner_bound": 3.0}
 VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
-    "gaussian": bench_variants("gaussian"),
-    "joint_flow": {"default": {}},
+    "gaussian": {f"min_std={m}": {"min_std": m} for m in (0.02, 0.05, 0.1)}
+    | {"diagonal": {"covariance": "diagonal"}},
+    "joint_flow": {f"min_std={m}": {"min_std": m} for m in (0.02, 0.05, 0.08)},
     "global_flow": {
-        # The default (3 blocks of one 205-wide residual block, 345K parameters) replaced 4 blocks
-        # of two 128-wide ones (341K): as good on val and held-out actions, with 40% fewer
-        # operations in a batch-1 regularizer step (109 against 175), which the count bounds.
-        "default": {},
-        "b4r2h128": dict(_B4R2H128),
-        "b4r2h128_noise0.05": {**_B4R2H128, "noise_std": 0.05},
-        "b4r2h128_wd0.01": {**_B4R2H128, "fit": {"weight_decay": 0.01}},
+        "v1": {},  # the 0.1.0 architecture: unbounded conditioners, log-scales up to 3, noise 0.02
+        **{f"noise={n}": {**_FLOW, "noise_std": n} for n in (0.05, 0.08, 0.12)},
+        "noise=0.08,groups=8": {**_FLOW, "noise_std": 0.08, "groups": 8},
     },
 }
 
 
-def with_broad(prior: poseprior.PosePrior, weight: float, scale: float, x: torch.Tensor) -> poseprior.PosePrior:
-    """The same fitted model mixed with a broad component fitted in closed form on ``x``."""
-    if weight == 0:
+def _screened(data: PoseData) -> PoseData:
+    return data.select_frames(plausible(data.poses_for("body"), margin_deg=SCREEN_MARGIN_DEG))
+
+
+def _groups(path: str) -> str:
+    """The leave-one-group-out group of a bundled file: its action (cmu) or subject (cmu_extra)."""
+    from poseprior.evaluation import action_of
+
+    name = Path(path).name
+    if name.startswith("cmu_expmap_"):
+        return action_of(path)
+    return "subject_" + name.split("_")[1]  # cmu_<subject>_<trial>.npz (cmu_01_01: subject 01)
+
+
+class Scorer:
+    """Scores a prior fitted with broad_weight=0, and its closed-form mixtures, on poses."""
+
+    def __init__(self, prior: poseprior.PosePrior, train: torch.Tensor) -> None:
+        self.prior = prior
+        x = torch.cat([train, mirror_pose(train, "body")]).double()  # the data fit saw
+        flat = x.reshape(len(x), -1)
+        self.mean, self.std = flat.mean(0), flat.std(0).clamp_min(prior.min_std)
+
+    def _broad(self, scale: float) -> IndependentGaussian:
+        g = IndependentGaussian(self.mean.numel()).double()
+        g.set(self.mean, self.std * scale, self.prior.learned)
+        return g
+
+    @torch.no_grad()
+    def grid(self, x: torch.Tensor) -> dict[str, float]:
+        flat = x.reshape(len(x), -1).double()
+        total = torch.cat([self.prior.log_prob(c) for c in x.split(4096)]).double()
+        anat = copy.deepcopy(self.prior.anatomy).double().log_prob(flat) if self.prior.dim > self.prior.model_dim else 0.0
+        model = total - anat
+        out = {}
+        for w in WEIGHTS:
+            for s in SCALES if w > 0 else (1.0,):
+                lp = model if w == 0 else torch.logaddexp(model + math.log1p(-w),
+                                                          self._broad(s).log_prob(flat) + math.log(w))
+                out[f"w={w},s={s}"] = -float((lp + anat).mean())
+        return out
+
+    @torch.no_grad()
+    def pct_pi(self, n: int = 20_000) -> dict[str, float]:
+        def pct(s: torch.Tensor) -> float:
+            return 100.0 * float((s.reshape(len(s), -1).abs().amax(-1) > math.pi).double().mean())
+
+        gen = torch.Generator().manual_seed(1)
+        samples = self.prior.sample(n, generator=gen).double()
+        model = pct(samples)
+        out = {}
+        for w in WEIGHTS:
+            for s in SCALES if w > 0 else (1.0,):
+                broad = samples.clone().reshape(n, -1)  # the broad component's draws of the learned values
+                broad[:, self.prior.learned] = self._broad(s).sample(n, gen)
+                out[f"w={w},s={s}"] = model if w == 0 else (1 - w) * model + w * pct(broad)
+        return out
+
+
+def run_variant(name: str, kwargs: dict[str, Any], loao: bool) -> dict[str, Any]:
+    kwargs = {**kwargs, "broad_weight": 0.0}
+    train, val, unseen = load_bundled("train"), load_bundled("val"), load_bundled("unseen")
+    xv, xu = val.poses_for("body"), unseen.poses_for("body")
+
+    def fit(data: PoseData) -> poseprior.PosePrior:
+        prior, _ = fit_prior(name, data, generator=torch.Generator().manual_seed(0), prior_kwargs=kwargs)
         return prior
-    config = {**prior.get_config(), "broad_weight": weight, "broad_scale": scale}
-    mix = poseprior.create(prior.name, **config).to(prior.constant_values.dtype)
-    missing, unexpected = mix.load_state_dict(prior.state_dict(), strict=False)
-    assert not unexpected and set(missing) == {"broad_loc", "broad_inv_scale", "broad_log_norm"}, (missing, unexpected)
-    mix._resolve_constants(x)
-    return mix.eval()
 
-
-def score_grid(prior: poseprior.PosePrior, fit_x: torch.Tensor, test_x: torch.Tensor) -> dict[str, float]:
-    out = {}
-    for w in WEIGHTS:
-        for s in SCALES if w > 0 else (1.0,):
-            out[f"w={w},s={s}"] = metrics.nll(with_broad(prior, w, s, fit_x), test_x)
-    return out
-
-
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--prior", required=True, choices=sorted(VARIANTS))
-    ap.add_argument("--data", default=str(sample_path()))
-    ap.add_argument("--out", default="results/tune")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--variants", nargs="*", default=None, help="a subset of the prior's variants")
-    ap.add_argument("--render", default=None, help="only print the tables of the JSON files in this folder")
-    args = ap.parse_args()
-    if args.render:
-        results = {f.stem: json.loads(f.read_text()) for f in sorted(Path(args.render).glob("*.json"))}
-        print(summary(results) + "\n")
-        for name, res in results.items():
-            print(render(name, res) + "\n")
-        plot(results, Path(args.render) / "generalization.png")
-        return
-    torch.set_num_threads(args.threads)
-    train, val = load_split(args.data, "train"), load_split(args.data, "val")
-    all_data = load_folder(args.data, files=[Path(f).name for f in (*train.files, *val.files)])
-    out_dir = Path(args.out)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    results: dict[str, Any] = {}
-    for variant, kwargs in VARIANTS[args.prior].items():
-        if args.variants and variant not in args.variants:
-            continue
-        kwargs = dict(kwargs, broad_weight=0.0)  # the model alone; the grid adds the broad component
-        fit_options = kwargs.pop("fit", {})
-        gen = torch.Generator().manual_seed(0)
-        t0 = time.perf_counter()
-        prior, _ = fit_prior(args.prior, train, generator=gen, prior_kwargs=kwargs, fit_options=fit_options)
-        res: dict[str, Any] = {"val": score_grid(prior, train.poses_for("body"), val.poses_for("body")),
-                               "val_dim": prior.dim, "folds": {}}
-        for g, (rest, held) in group_folds(all_data).items():
-            prior, _ = fit_prior(args.prior, rest, generator=torch.Generator().manual_seed(0), prior_kwargs=kwargs,
-                                 fit_options=fit_options)
-            res["folds"][g] = score_grid(prior, rest.poses_for("body"), held.poses_for("body"))
-            print(f"{args.prior}/{variant} {g}: {res['folds'][g]}", flush=True)
-        res["seconds"] = time.perf_counter() - t0
-        results[variant] = res
-        path = out_dir / f"{args.prior}.json"
-        if path.is_file():  # keep the variants of earlier runs (``--variants`` runs a subset)
-            results = {**json.loads(path.read_text()), **results}
-        path.write_text(json.dumps(results, indent=2) + "\n")
-    print(render(args.prior, results))
+    t0 = time.perf_counter()
+    prior = fit(train)
+    scorer = Scorer(prior, train.poses_for("body"))
+    res: dict[str, Any] = {"dim": prior.dim, "model_dim": prior.model_dim, "val": scorer.grid(xv),
+                           "unseen": scorer.grid(xu), "pct_pi": scorer.pct_pi(),
+                           "parameters": sum(p.numel() for p in prior.parameters())}
+    cross = []
+    for source, target in (("cmu", xu), ("cmu_extra", xv)):
+        part = _screened(load_split(sample_path(source), "train"))
+        p = fit(part)
+        cross.append(Scorer(p, part.poses_for("body")).grid(target))
+    res["cross"] = {k: 0.5 * (cross[0][k] + cross[1][k]) for k in cross[0]}
+    res["cross_parts"] = {"cmu->cmu_extra val": cross[0], "cmu_extra->cmu val": cross[1]}
+    if loao:
+        folds = {}
+        groups: dict[str, list[str]] = {}
+        for f in train.files:
+            groups.setdefault(_groups(f), []).append(Path(f).name)
+        for g, files in sorted(groups.items()):
+            held = train.select_files(files)
+            if len(held) < 200:
+                continue
+            rest = train.select_files([Path(f).name for f in train.files if Path(f).name not in set(files)])
+            p = fit(rest)
+            folds[g] = Scorer(p, rest.poses_for("body")).grid(held.poses_for("body"))
+            print(f"  {name} fold {g}: {folds[g]['w=0.0,s=1.0']:.2f}", flush=True)
+        res["loao_folds"] = folds
+        res["loao"] = {k: sum(f[k] for f in folds.values()) / len(folds) for k in next(iter(folds.values()))}
+    res["seconds"] = time.perf_counter() - t0
+    return res
 
 
 def rows(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """One row per (variant, weight, scale): val NLL, LOAO mean and the worst held-out action."""
+    """One row per (variant, weight, scale) with every score and the generalization mean."""
     out = []
     for variant, res in results.items():
-        for key, val_nll in res["val"].items():
-            per = {g: f[key] for g, f in res["folds"].items()}
-            worst = max(per, key=per.get)
+        for key in res["val"]:
             w, s = (float(t.split("=")[1]) for t in key.split(","))
-            out.append({"variant": variant, "broad_weight": w, "broad_scale": s, "val": val_nll,
-                        "loao": sum(per.values()) / len(per), "worst": worst, "worst_nll": per[worst],
-                        "per_action": per})
+            row = {"variant": variant, "broad_weight": w, "broad_scale": s, "key": key,
+                   **{m: res[m][key] for m in ("val", "unseen", "cross", "pct_pi")},
+                   "loao": res["loao"][key] if "loao" in res else None}
+            parts = [row["val"], row["unseen"], row["cross"]] + ([row["loao"]] if row["loao"] is not None else [])
+            row["score"] = sum(parts) / len(parts)
+            out.append(row)
     return out
 
 
 def choose(results: dict[str, Any]) -> dict[str, Any]:
-    """The lowest LOAO mean among the settings within ``VAL_SLACK`` of the best val NLL.
-
-    A training variant other than ``default`` is taken only if it beats the default variant's
-    best candidate by more than ``TIE`` nats: a change of training defaults needs a measurable gain.
-    """
-    table = rows(results)
-    best_val = min(r["val"] for r in table)
-    candidates = [r for r in table if r["val"] <= best_val + VAL_SLACK]
-    best = min(candidates, key=lambda r: r["loao"])
-    default = [r for r in candidates if r["variant"] == "default"]
-    if default and min(r["loao"] for r in default) <= best["loao"] + TIE:
-        best = min(default, key=lambda r: r["loao"])
-    return best
-
-
-def before_after(results: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The row without the broad component (default training) and the chosen row."""
-    before = next(r for r in rows(results) if r["variant"] == "default" and r["broad_weight"] == 0)
-    return before, choose(results)
+    """The lowest score among the settings with at most MAX_PCT_PI percent of samples beyond pi
+    (the variants measured with ``--loao`` compete among themselves when there are any)."""
+    table = [r for r in rows(results) if r["pct_pi"] <= MAX_PCT_PI]
+    with_loao = [r for r in table if r["loao"] is not None]
+    return min(with_loao or table, key=lambda r: r["score"])
 
 
 def render(name: str, results: dict[str, Any]) -> str:
-    table = rows(results)
     chosen = choose(results)
-    lines = ["| prior | variant | broad_weight | broad_scale | val NLL | LOAO mean | worst action |",
-             "|---|---|---|---|---|---|---|"]
-    for r in table:
-        mark = "**" if r is chosen else ""
+    head = "| prior | variant | w | s | val | unseen | cross | loao | score | % > pi |"
+    lines = [head, "|---" * (head.count("|") - 1) + "|"]
+    for r in rows(results):
+        b = "**" if r is chosen or (r["variant"], r["key"]) == (chosen["variant"], chosen["key"]) else ""
+        loao = f"{r['loao']:.2f}" if r["loao"] is not None else "-"
         lines.append(f"| {name} | {r['variant']} | {r['broad_weight']:g} | {r['broad_scale']:g} | "
-                     f"{mark}{r['val']:.2f}{mark} | {mark}{r['loao']:.2f}{mark} | {r['worst']} {r['worst_nll']:.1f} |")
+                     f"{r['val']:.2f} | {r['unseen']:.2f} | {r['cross']:.2f} | {loao} | {b}{r['score']:.2f}{b} | "
+                     f"{r['pct_pi']:.3f} |")
     lines.append(f"\nchosen for {name}: variant {chosen['variant']}, broad_weight={chosen['broad_weight']:g}, "
-                 f"broad_scale={chosen['broad_scale']:g} (val {chosen['val']:.2f}, LOAO mean {chosen['loao']:.2f})")
+                 f"broad_scale={chosen['broad_scale']:g} (score {chosen['score']:.2f})")
     return "\n".join(lines)
 
 
-def summary(results: dict[str, dict[str, Any]]) -> str:
-    """Before (no broad component, the default training) / after (the choice) per prior, and per action."""
-    lines = ["| prior | setting | val NLL | LOAO mean | gap (LOAO - val) |", "|---|---|---|---|---|"]
-    per_action = []
-    for name, res in results.items():
-        for tag, r in zip(("before", "after"), before_after(res)):
-            setting = f"{r['variant']}, broad_weight={r['broad_weight']:g}, broad_scale={r['broad_scale']:g}"
-            lines.append(f"| {name} | {tag}: {setting} | {r['val']:.2f} | {r['loao']:.2f} | {r['loao'] - r['val']:.2f} |")
-            per_action.append((f"{name} ({tag})", r["per_action"]))
-    actions = sorted(per_action[0][1])
-    lines += ["", "| prior | " + " | ".join(actions) + " |", "|---|" + "---|" * len(actions)]
-    for label, per in per_action:
-        lines.append(f"| {label} | " + " | ".join(f"{per[a]:.1f}" for a in actions) + " |")
-    return "\n".join(lines)
-
-
-def plot(results: dict[str, dict[str, Any]], path: Path) -> None:
-    """Bars of val NLL and LOAO mean per prior, before and after the broad component."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    labels, val, loao = [], [], []
-    for name, res in results.items():
-        for tag, r in zip(("before", "after"), before_after(res)):
-            labels.append(f"{name}\n{tag}")
-            val.append(r["val"])
-            loao.append(min(r["loao"], 40.0))  # clipped: global_flow before is +85
-    fig, ax = plt.subplots(figsize=(8, 3.6))
-    x = range(len(labels))
-    ax.bar([i - 0.2 for i in x], val, width=0.4, label="val NLL (in distribution)")
-    ax.bar([i + 0.2 for i in x], loao, width=0.4, label="leave-one-action-out mean NLL (clipped at 40)")
-    ax.set_xticks(list(x), labels, fontsize=7)
-    ax.axhline(0, color="k", lw=0.5)
-    ax.set_ylabel("NLL, nats per pose (lower is better)")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--prior", choices=sorted(VARIANTS))
+    ap.add_argument("--out", default="results/tune")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--variants", nargs="*", default=None, help="a subset of the prior's variants")
+    ap.add_argument("--loao", action="store_true", help="also leave one group out (slow: ~19 fits per variant)")
+    ap.add_argument("--render", default=None, help="only print the tables of the JSON files in this folder")
+    args = ap.parse_args()
+    if args.render:
+        for f in sorted(Path(args.render).glob("*.json")):
+            print(render(f.stem, json.loads(f.read_text())) + "\n")
+        return
+    if args.prior is None:
+        ap.error("--prior is required (or --render)")
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{args.prior}.json"
+    for variant, kwargs in VARIANTS[args.prior].items():
+        if args.variants and variant not in args.variants:
+            continue
+        res = run_variant(args.prior, kwargs, args.loao)
+        res["kwargs"] = kwargs
+        results = json.loads(path.read_text()) if path.is_file() else {}
+        results[variant] = res
+        path.write_text(json.dumps(results, indent=1) + "\n")
+        print(f"{args.prior}/{variant}: val {res['val']['w=0.0,s=1.0']:.2f} unseen {res['unseen']['w=0.0,s=1.0']:.2f} "
+              f"cross {res['cross']['w=0.0,s=1.0']:.2f} ({res['seconds']:.0f} s)", flush=True)
+    print(render(args.prior, json.loads(path.read_text())))
 
 
 if __name__ == "__main__":

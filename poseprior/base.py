@@ -59,6 +59,7 @@ from ._checks import check_like, check_pose
 from ._rng import rand
 from .amass import PoseData
 from .errors import CheckpointError, NotInitializedError, ShapeError
+from .formats.adapters import mirror_pose
 from .formats.layouts import LAYOUTS, JointLayout, get_layout
 from .formats.ranges import BODY_RANGES_DEG, value_floors
 from .nn.independent import IndependentGaussian
@@ -66,7 +67,7 @@ from .nn.independent import IndependentGaussian
 log = logging.getLogger("poseprior")
 
 _CONSTANT_STD = 1e-6  # a joint's values this constant in every training pose were not captured
-_FIT_COMMON = frozenset({"val", "generator", "progress"})  # fit options every prior accepts
+_FIT_COMMON = frozenset({"val", "generator", "progress", "mirror"})  # fit options every prior accepts
 
 
 def _positive(name: str, value: object, *, at_least: float = 0.0, strict: bool = True) -> float:
@@ -77,6 +78,14 @@ def _positive(name: str, value: object, *, at_least: float = 0.0, strict: bool =
         bound = f"> {at_least:g}" if strict else f">= {at_least:g}"
         raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
     return float(value)
+
+
+def _symmetric(layout: JointLayout) -> bool:
+    """Whether every ``left_`` joint of ``layout`` has its ``right_`` twin, and the other way round."""
+    names = set(layout.joints)
+    sides = [n for n in names if n.startswith(("left_", "right_"))]
+    swap = {"left_": "right_", "right_": "left_"}
+    return bool(sides) and all(swap[n[: n.index("_") + 1]] + n[n.index("_") + 1 :] in names for n in sides)
 
 
 def _indices(name: str, values: Sequence[int] | None, n: int) -> list[int] | None:
@@ -318,7 +327,13 @@ class PosePrior(nn.Module, abc.ABC):
         which is concatenated. The first call (or any call of a closed-form prior) initializes the
         prior (see :meth:`initialize`); later calls of an iterative prior fine-tune it. Keyword
         arguments are the prior's training options (``fit_defaults``, plus ``val=`` poses for early
-        stopping, ``generator`` and ``progress``).
+        stopping, ``generator``, ``progress`` and ``mirror``).
+
+        ``mirror``: also train on the mirror image of every pose
+        (:func:`~poseprior.formats.adapters.mirror_pose`, left and right swapped), which doubles
+        the data and makes the prior left/right symmetric. ``None`` (the default) mirrors when the
+        layout has a ``right_`` twin for every ``left_`` joint (the body, both hands, ...) and
+        not otherwise (one hand); ``True`` requires it; ``False`` never mirrors.
         """
         x, present = self._data(x, "fit")
         allowed = _FIT_COMMON | self.fit_defaults.keys()
@@ -326,6 +341,13 @@ class PosePrior(nn.Module, abc.ABC):
         if unknown:
             raise TypeError(f"{type(self).__name__}.fit: unknown option(s) {unknown}; it takes {sorted(allowed)}")
         options = {**self.fit_defaults, **options}
+        mirror = options.pop("mirror", None)
+        if mirror is None:
+            mirror = _symmetric(self.layout)
+        elif not isinstance(mirror, bool):
+            raise ValueError(f"{type(self).__name__}.fit: mirror must be True, False or None, got {mirror!r}")
+        if mirror:
+            x = torch.cat([x, mirror_pose(x, self.layout)])
         if options.get("val") is not None:
             options["val"] = self._data(options["val"], "fit(val=...)")[0]
         if not bool(self.initialized) or not self.iterative_fit:
@@ -608,8 +630,3 @@ class PosePrior(nn.Module, abc.ABC):
         return load_checkpoint(
             directory, expected=expected, map_location=map_location, max_parameters=max_parameters
         )
-
-
-def bits_per_dim(nll: Tensor | float, dim: int) -> Tensor | float:
-    r"""Bits per dimension :math:`\mathrm{NLL} / (D \ln 2)` of an NLL in nats."""
-    return nll / (dim * math.log(2.0))

@@ -59,7 +59,7 @@ def speed(prior: PosePrior, x: Tensor, *, quick: bool = False) -> dict[str, floa
     t = 0.1 if quick else 0.3
     out: dict[str, float] = {}
     ref = torch.distributions.MultivariateNormal(torch.zeros(prior.dim), torch.eye(prior.dim))
-    flat = prior._select(x).detach()
+    flat = x.flatten(1)[:, prior.present].detach()  # the D values in the density
     for b in (1, 64, 4096):
         xb, fb = x[:b].detach(), flat[:b]
         with torch.no_grad():
@@ -114,21 +114,49 @@ def speed(prior: PosePrior, x: Tensor, *, quick: bool = False) -> dict[str, floa
     return out
 
 
-def sample_quality(prior: PosePrior, train: Tensor, val: Tensor, n: int = 500, seed: int = 0) -> dict[str, float]:
-    """APD, FID, precision/recall and nearest-training-pose distance of ``n`` samples (body layout)."""
-    samples = prior.sample(n, generator=torch.Generator().manual_seed(seed)).double()
-    ref = val[torch.randperm(len(val), generator=torch.Generator().manual_seed(seed))[:n]].double()
-    p, r = metrics.precision_recall(samples, ref, k=3)
-    out = {
-        "fid": metrics.frechet_distance(samples, val),
-        "precision": p,
-        "recall": r,
-        "nearest_train": metrics.nearest_distance(samples, train),
-        "nearest_train_val_ref": metrics.nearest_distance(ref, train),
+THIN = 10
+"""Reference poses for precision/recall are every ``THIN``-th frame (3 fps at 30 fps): consecutive
+frames are near copies of each other, and with them the k-NN balls would measure the frame rate
+rather than the spread of the data."""
+
+
+def sample_quality(
+    prior: PosePrior, train: Tensor, val: Tensor, unseen: Tensor | None = None, n: int = 5000, seed: int = 0
+) -> dict[str, float]:
+    """Sample statistics of ``n`` samples: values beyond pi, precision/recall, APD, FID, nearest training pose.
+
+    Precision and recall (k = 3) compare the samples with every :data:`THIN`-th val (and unseen)
+    pose over the learned values, the ones the data measures (the anatomical values of real data
+    are whatever its capture froze them to); ``*_all`` over every value in the density. The
+    training poses scored as if they were samples (``*_train_ref``) show what a perfect model of
+    the training data would get.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    samples = prior.sample(n, generator=gen).double()
+    biggest = samples.reshape(n, -1).abs().amax(-1)
+    learned, present = prior.learned.cpu(), prior.present.cpu()
+    out: dict[str, float] = {
+        "pct_beyond_pi": 100.0 * float((biggest > math.pi).double().mean()),
+        "n_beyond_2pi": int((biggest > 2 * math.pi).sum()),
+        "max_abs": float(biggest.max()),
     }
+    train_ref = train[torch.randperm(len(train), generator=gen)[:n]].double()
+    for tag, ref in (("", val), ("unseen_", unseen)):
+        if ref is None:
+            continue
+        ref = ref[::THIN].double()
+        for suffix, mask in (("", learned), ("_all", present)):
+            p, r = metrics.precision_recall(samples.flatten(1)[:, mask], ref.flatten(1)[:, mask], k=3)
+            out[f"{tag}precision{suffix}"], out[f"{tag}recall{suffix}"] = p, r
+        p, r = metrics.precision_recall(train_ref.flatten(1)[:, learned], ref.flatten(1)[:, learned], k=3)
+        out[f"{tag}precision_train_ref"], out[f"{tag}recall_train_ref"] = p, r
+    m = min(n, 500)  # the pairwise and nearest-neighbour measures on a subset
+    out["fid"] = metrics.frechet_distance(samples, val)
+    out["nearest_train"] = metrics.nearest_distance(samples[:m], train)
+    out["nearest_train_val_ref"] = metrics.nearest_distance(val[::THIN][:m].double(), train)
     if prior.layout.name == "body":
-        out["apd_cm"] = metrics.apd(samples)
-        out["apd_cm_val_ref"] = metrics.apd(ref)
+        out["apd_cm"] = metrics.apd(samples[:m])
+        out["apd_cm_val_ref"] = metrics.apd(val[torch.randperm(len(val), generator=gen)[:m]].double())
     return out
 
 
@@ -138,38 +166,55 @@ def run(
     val: PoseData,
     out_dir: str | Path,
     *,
+    unseen: PoseData | None = None,
     layout: str = "body",
-    all_data: PoseData | None = None,
+    loao: bool = False,
     quick: bool = False,
     seed: int = 0,
     progress: bool = False,
 ) -> list[Result]:
-    """Runs the whole benchmark and writes ``bench.md``, ``bench.json`` and plots to ``out_dir``."""
+    """Runs the whole benchmark and writes ``bench.md``, ``bench.json`` and plots to ``out_dir``.
+
+    With ``loao``, also the leave-one-group-out protocol over the training data's groups
+    (:func:`~poseprior.evaluation.action_of`).
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     xt, xv = train.poses_for(layout), val.poses_for(layout)
+    xu = unseen.poses_for(layout) if unseen is not None else None
     rows: list[Result] = []
     for spec in specs:
         gen = torch.Generator().manual_seed(seed)
-        (row,), priors = evaluate([spec], train, val, layout=layout, quick=quick, generator=gen, progress=progress)
+        (row,), priors = evaluate([spec], train, val, unseen=unseen, layout=layout, quick=quick, generator=gen,
+                                  progress=progress)
         prior = priors[row.prior]
         if hasattr(prior, "round_trip"):
             row.extra["round_trip"] = metrics.round_trip_error(prior, xv)
-        row.extra.update(sample_quality(prior, xt, xv, n=200 if quick else 500, seed=seed))
+        row.extra.update(sample_quality(prior, xt, xv, xu, n=500 if quick else 5000, seed=seed))
+        if layout == "body":
+            from .plot import plot_poses
+
+            grid = prior.sample(16, generator=torch.Generator().manual_seed(seed + 1))
+            plot_poses(grid, out / f"samples_{_slug(row.prior)}.png", cols=8, panel_size=1.4)
         speed_x = torch.cat([xv] * math.ceil(4096 / len(xv)))[:4096]
         row.extra.update(speed(prior, speed_x, quick=quick))
         rows.append(row)
-    if all_data is not None:
-        loao = leave_one_group_out(specs, all_data, layout=layout, quick=quick)
+    if loao:
+        res = leave_one_group_out(specs, train, layout=layout, quick=quick)
         for row in rows:
-            row.extra["loao_mean"] = loao[row.prior]["mean"]
-            row.extra["loao"] = {k: v for k, v in loao[row.prior].items() if not k.startswith("dim:")}
+            row.extra["loao_mean"] = res[row.prior]["mean"]
+            row.extra["loao"] = {k: v for k, v in res[row.prior].items() if not k.startswith("dim:")}
     write(rows, out, quick=quick)
     return rows
 
 
-DENSITY_COLUMNS = ("loao_mean", "round_trip")
-SAMPLE_COLUMNS = ("apd_cm", "fid", "precision", "recall", "nearest_train")
+def _slug(label: str) -> str:
+    return label.replace("(", "-").replace(")", "").replace("=", "-").replace(", ", "_")
+
+
+DENSITY_COLUMNS = ("model_nll", "broad_nll", "loao_mean", "round_trip")
+SAMPLE_COLUMNS = ("pct_beyond_pi", "n_beyond_2pi", "precision", "recall", "unseen_precision", "unseen_recall",
+                  "precision_all", "recall_all", "apd_cm", "fid", "nearest_train")
 SPEED_COLUMNS = (
     "log_prob/s@1",
     "log_prob/s@64",
@@ -203,24 +248,35 @@ def render(rows: Sequence[Result], *, quick: bool = False) -> str:
         "`torch.distributions.MultivariateNormal` of the same D measured in the same run "
         "(for latency, the ratio of milliseconds: >1 is slower than the reference)."
     )
+    first = rows[0].extra if rows else {}
+    ceiling = ", ".join(f"{k} {first[k]:.3f}" for k in ("precision_train_ref", "recall_train_ref",
+                                                          "unseen_precision_train_ref", "unseen_recall_train_ref")
+                        if k in first)
+    n_samples = "500" if quick else "5,000"
     parts = [
-        "## Density (NLL in nats per pose; BPD = NLL / (D ln 2); val = file-level validation split)",
+        "## Density (NLL in nats per pose; BPD = NLL / (D ln 2))",
         "" if not quick else "*quick run: iterative priors trained for only a few epochs*\n",
         markdown_table(rows, DENSITY_COLUMNS),
         "",
-        "`loao_mean`: mean NLL over leave-one-action-out folds (fit on all other actions). "
-        "`round_trip`: max |inverse(forward(x)) - x| in radians on the val poses.",
+        "`val`: the file-level validation split (actions also in training). `unseen`: subjects and motion in "
+        "no training file. D counts the learned and the anatomical values. `model_nll`: unseen NLL of the "
+        "learned model alone (`broad_weight=0`); `broad_nll`: unseen NLL of the prior's broad component "
+        "alone. `loao_mean`: mean NLL over leave-one-group-out folds (every action or subject of the training "
+        "data held out in turn). `round_trip`: max |inverse(forward(x)) - x| in radians on the val poses.",
         "",
-        "## Samples (500 per prior; references in brackets are val poses)",
+        f"## Samples ({n_samples} per prior)",
         "",
         _table(rows, SAMPLE_COLUMNS),
         "",
-        "APD: mean pairwise per-joint distance of the 22 body joints (cm). FID: Fréchet distance "
-        "between Gaussians fitted to samples and val poses (axis-angle). precision/recall: k=3 "
-        "nearest-neighbour manifolds vs. val poses. nearest_train: mean distance from a sample to "
-        "its nearest training pose (radians, flattened axis-angle); val poses score "
-        + ", ".join(f"{r.extra.get('nearest_train_val_ref', float('nan')):.2f}" for r in rows[:1])
-        + " on it.",
+        "`pct_beyond_pi`: % of samples with an axis-angle value beyond pi; `n_beyond_2pi`: how many beyond "
+        f"2 pi. precision/recall: k=3 nearest-neighbour manifolds (Kynkäänniemi et al. 2019) against every "
+        f"{THIN}th val (`unseen_`: unseen) pose, over the learned values (`_all`: every value in the "
+        "density, where the samples' anatomical spread meets the frozen values of the capture). The training "
+        f"poses scored as samples: {ceiling}. APD: mean pairwise per-joint distance of the 22 body joints (cm). "
+        "FID: Fréchet distance between Gaussians fitted to samples and val poses (axis-angle). nearest_train: "
+        "mean distance from a sample to its nearest training pose (radians, flattened axis-angle); val poses "
+        "score " + ", ".join(f"{r.extra.get('nearest_train_val_ref', float('nan')):.2f}" for r in rows[:1])
+        + " on it. Stick figures of 16 samples per prior: `samples_<prior>.png`.",
         "",
         "## Speed",
         "",
@@ -241,12 +297,16 @@ def write(rows: Sequence[Result], out: Path, *, quick: bool = False) -> None:
     import matplotlib.pyplot as plt
 
     names = [r.prior for r in rows]
-    fig, ax = plt.subplots(figsize=(7, 0.5 + 0.45 * len(rows)))
-    y = range(len(rows))
-    ax.barh([i + 0.2 for i in y], [r.val_nll for r in rows], height=0.4, label="val NLL")
+    series = [("val NLL", [r.val_nll for r in rows])]
+    if any(r.unseen_nll is not None for r in rows):
+        series.append(("unseen-subject NLL", [math.nan if r.unseen_nll is None else r.unseen_nll for r in rows]))
     if any("loao_mean" in r.extra for r in rows):
-        ax.barh([i - 0.2 for i in y], [r.extra.get("loao_mean", math.nan) for r in rows], height=0.4,
-                label="leave-one-action-out NLL")
+        series.append(("leave-one-group-out NLL", [r.extra.get("loao_mean", math.nan) for r in rows]))
+    fig, ax = plt.subplots(figsize=(7, 0.5 + 0.6 * len(rows)))
+    y = range(len(rows))
+    h = 0.8 / len(series)
+    for k, (lab, values) in enumerate(series):
+        ax.barh([i + (k - (len(series) - 1) / 2) * h for i in y], values, height=h, label=lab)
     ax.set_yticks(list(y), names)
     ax.axvline(0, color="k", lw=0.5)
     ax.set_xlabel("NLL (nats per pose, lower is better)")

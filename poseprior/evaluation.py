@@ -56,6 +56,8 @@ class Result:
     train_nll: float
     val_nll: float
     val_bpd: float
+    unseen_nll: float | None = None
+    unseen_bpd: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
@@ -127,36 +129,48 @@ def evaluate(
     train: PoseData,
     val: PoseData,
     *,
+    unseen: PoseData | None = None,
     layout: str = "body",
     quick: bool = False,
     generator: torch.Generator | None = None,
     progress: bool = False,
 ) -> tuple[list[Result], dict[str, PosePrior]]:
-    """Fits every prior (a name, or a name and constructor arguments) on ``train``, scores it on ``val``.
+    """Fits every prior (a name, or a name and constructor arguments) on ``train``, scores it on ``val``
+    and, if given, on ``unseen`` (poses of people and motion in no training file).
 
-    Returns the rows and the fitted priors, keyed by :func:`label`.
+    Every row's ``extra`` also holds, for ``unseen`` (or ``val`` without it), the NLL of the
+    learned model alone (``model_nll``: ``broad_weight=0``) and of the prior's broad component
+    alone (``broad_nll``), for priors with one. Returns the rows and the fitted priors, keyed by
+    :func:`label`.
     """
     rows, priors = [], {}
     xt, xv = train.poses_for(layout), val.poses_for(layout)
+    xu = unseen.poses_for(layout) if unseen is not None else None
     for spec in specs:
         name, kwargs = (spec, {}) if isinstance(spec, str) else spec
         prior, seconds = fit_prior(
             name, train, layout=layout, quick=quick, generator=generator, prior_kwargs=kwargs, progress=progress
         )
         val_nll = metrics.nll(prior, xv)
-        rows.append(
-            Result(
-                prior=label(name, kwargs),
-                layout=layout,
-                dim=prior.dim,
-                exact=prior.has_exact_log_prob,
-                parameters=sum(p.numel() for p in prior.parameters()),
-                fit_seconds=seconds,
-                train_nll=metrics.nll(prior, xt),
-                val_nll=val_nll,
-                val_bpd=val_nll / (prior.dim * math.log(2)),
-            )
+        unseen_nll = metrics.nll(prior, xu) if xu is not None else None
+        row = Result(
+            prior=label(name, kwargs),
+            layout=layout,
+            dim=prior.dim,
+            exact=prior.has_exact_log_prob,
+            parameters=sum(p.numel() for p in prior.parameters()),
+            fit_seconds=seconds,
+            train_nll=metrics.nll(prior, xt),
+            val_nll=val_nll,
+            val_bpd=metrics.bits_per_dim_of(val_nll, prior.dim),
+            unseen_nll=unseen_nll,
+            unseen_bpd=None if unseen_nll is None else metrics.bits_per_dim_of(unseen_nll, prior.dim),
         )
+        if prior.broad is not None:
+            held = xu if xu is not None else xv
+            row.extra["model_nll"] = metrics.nll(prior.without_broad(), held)
+            row.extra["broad_nll"] = metrics.broad_nll(prior, held)
+        rows.append(row)
         priors[label(name, kwargs)] = prior
         log.info("%s: val NLL %.2f", label(name, kwargs), val_nll)
     return rows, priors
@@ -174,8 +188,11 @@ def markdown(head: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 
 def markdown_table(rows: Sequence[Result], extra_columns: Sequence[str] = ()) -> str:
-    """Renders results as a markdown table (NLL in nats per pose; ``~`` marks an estimate)."""
-    head = ["prior", "layout", "D", "log_prob", "params", "fit s", "train NLL", "val NLL", "val BPD", *extra_columns]
+    """Renders results as a markdown table (NLL in nats per pose); the ``unseen`` columns appear when
+    any row has them."""
+    unseen = any(r.unseen_nll is not None for r in rows)
+    head = ["prior", "layout", "D", "log_prob", "params", "fit s", "train NLL", "val NLL", "val BPD",
+            *(("unseen NLL", "unseen BPD") if unseen else ()), *extra_columns]
     cells = [
         [
             r.prior,
@@ -187,6 +204,7 @@ def markdown_table(rows: Sequence[Result], extra_columns: Sequence[str] = ()) ->
             f"{r.train_nll:.2f}",
             f"{r.val_nll:.2f}",
             f"{r.val_bpd:.3f}",
+            *((_fmt(r.unseen_nll), "-" if r.unseen_bpd is None else f"{r.unseen_bpd:.3f}") if unseen else ()),
             *(_fmt(r.extra.get(c)) for c in extra_columns),
         ]
         for r in rows
@@ -216,10 +234,11 @@ CMU_ACTIONS: tuple[str, ...] = (
 
 
 def action_of(path: str) -> str:
-    """The action of a CMU sample file, from its name (``cmu_expmap_<split>_<action>_<clip>.npz``).
+    """The group of a bundled CMU file: its action for ``cmu_expmap_<split>_<action>_<clip>.npz``,
+    its subject for ``cmu_<subject>_<trial>.npz`` (e.g. ``subject_60`` for the salsa trials of
+    ``cmu_extra``; ``cmu_01_01``, a playground jumping trial, is ``subject_01``).
 
-    Files outside the exp-map naming scheme form their own group, named by the file stem
-    (``cmu_01_01``, a playground jumping trial, is its own group).
+    Other files form their own group, named by the file stem.
     """
     name = path.rsplit("/", 1)[-1]
     for prefix in ("cmu_expmap_train_", "cmu_expmap_test_"):
@@ -228,6 +247,9 @@ def action_of(path: str) -> str:
             for action in sorted(CMU_ACTIONS, key=len, reverse=True):
                 if rest.startswith(action + "_"):
                     return action
+    parts = name.removesuffix(".npz").split("_")
+    if len(parts) == 3 and parts[0] == "cmu" and parts[1].isdigit():
+        return f"subject_{parts[1]}"
     return name.removesuffix(".npz")
 
 
@@ -260,13 +282,11 @@ def leave_one_group_out(
     quick: bool = False,
     generator: torch.Generator | None = None,
 ) -> dict[str, dict[str, float]]:
-    r"""Leave-one-group-out NLL: for every group (action), fit on all other groups, score on it.
+    r"""Leave-one-group-out NLL: for every group (action or subject), fit on all other groups, score on it.
 
     Groups with fewer than ``min_frames`` frames are folded into no fold (too small to score) but
-    are still used for training. Returns ``{label: {group: val NLL, ..., "mean": mean over groups}}``.
-    The modelled values (``dim``) can differ between folds when a group holds the only motion of
-    a value; each fold's NLL is over its own prior's modelled values, and every fold's ``dim`` is
-    reported as ``"dim:<group>"``.
+    are still used for training. Returns ``{label: {group: NLL, ..., "mean": mean over groups}}``;
+    every fold's ``dim`` is reported as ``"dim:<group>"`` (the same for every fold of a layout).
     """
     folds = group_folds(data, group_of=group_of, min_frames=min_frames)
     out: dict[str, dict[str, float]] = {}

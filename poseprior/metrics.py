@@ -23,9 +23,30 @@ def nll(prior: PosePrior, x: Tensor, batch_size: int = 4096) -> float:
     return total / x.shape[0]
 
 
+def bits_per_dim_of(nll: float, dim: int) -> float:
+    r"""Bits per dimension of an NLL in nats per pose over :math:`D` dimensions: :math:`\mathrm{NLL} / (D \ln 2)`."""
+    return nll / (dim * math.log(2.0))
+
+
 def bits_per_dim(prior: PosePrior, x: Tensor, batch_size: int = 4096) -> float:
-    r"""Bits per modelled dimension, :math:`\mathrm{NLL} / (D \ln 2)`."""
-    return nll(prior, x, batch_size) / (prior.dim * math.log(2.0))
+    r"""Bits per dimension of the density, :math:`\mathrm{NLL} / (D \ln 2)` with :math:`D` = ``prior.dim``."""
+    return bits_per_dim_of(nll(prior, x, batch_size), prior.dim)
+
+
+@torch.no_grad()
+def broad_nll(prior: PosePrior, x: Tensor) -> float:
+    r"""NLL in nats per pose of ``prior``'s broad component alone (with its anatomical values), on poses :math:`(N, J, 3)`.
+
+    What the prior would score if its learned model carried no mass: the reference a prior with a
+    broad component must beat.
+    """
+    if prior.broad is None:
+        raise ValueError(f"broad_nll: this {type(prior).__name__} has no broad component (broad_weight=0)")
+    flat = x.reshape(x.shape[0], -1).to(prior.data_mean)
+    lp = prior.broad.log_prob(flat)
+    if prior.dim > prior.model_dim:
+        lp = lp + prior.anatomy.log_prob(flat)
+    return -float(lp.mean())
 
 
 @torch.no_grad()

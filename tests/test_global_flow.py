@@ -26,7 +26,7 @@ TWO_JOINTS = JointLayout("two_joints", ("left_hip", "left_knee"), (-1, 0))
 
 def _data(n: int, seed: int, dtype: torch.dtype, joints: int = 15) -> torch.Tensor:
     x = synthetic_poses(n, joints, torch.Generator().manual_seed(seed), dtype)
-    x[:, 0, 2] = 0.25  # excluded from the density
+    x[:, 0, 2] = 0.25  # constant: an anatomical value (not learned by the flow)
     return x
 
 
@@ -39,9 +39,9 @@ def _fitted(transform: str, dtype: torch.dtype) -> tuple[GlobalFlowPrior, torch.
 
 
 def test_default_size_and_description() -> None:
-    prior = GlobalFlowPrior("body", constant_dims=list(range(14)))  # D = 49, as on the CMU data
+    prior = GlobalFlowPrior("body", anatomical=list(range(22)))  # 41 learned values, as on the bundled data
     n = sum(p.numel() for p in prior.parameters())
-    assert prior.dim == 49 and 320_000 < n < 360_000, n  # the design's ~343K
+    assert prior.dim == 63 and prior.model_dim == 41 and 300_000 < n < 360_000, n  # ~330K
     assert prior.requires_initialization and prior.has_exact_log_prob
     actnorms = [m for m in prior.modules() if isinstance(m, ActNorm)]
     assert len(actnorms) == prior.blocks == 3
@@ -72,13 +72,14 @@ def test_everything_raises_before_initialize(dtype: torch.dtype) -> None:
 def test_initialize_is_data_dependent_and_keeps_the_floor(dtype: torch.dtype) -> None:
     x = _data(400, 0, dtype)
     x[:, 3, 1] = 0.1 + 1e-4 * torch.randn(400, generator=torch.Generator().manual_seed(0), dtype=dtype)
-    prior = GlobalFlowPrior("left_hand", min_std=0.02, noise_std=0.02, **TINY).to(dtype)
+    # anatomical=[]: every value is learned, the near-constant ones too (the floor's own test).
+    prior = GlobalFlowPrior("left_hand", min_std=0.02, noise_std=0.02, anatomical=[], **TINY).to(dtype)
     prior.initialize(x)
     v = prior._select(x)
     torch.testing.assert_close(prior.loc, v.mean(0))
     expected = (v.var(0, correction=0) + 0.02**2).rsqrt()
     torch.testing.assert_close(prior.whiten, torch.diag(expected))
-    near_constant = 3 * 3 + 1 - 1  # flat index 10, minus the excluded value 2 before it
+    near_constant = 3 * 3 + 1  # flat index 10
     assert float(prior.whiten[near_constant, near_constant]) == pytest.approx(1 / 0.02, rel=1e-3)
     # The ActNorms are initialized on poses plus the training noise, so the first one leaves the
     # floored value alone instead of scaling its tiny clean spread back up to 1.
@@ -90,7 +91,7 @@ def test_initialize_is_data_dependent_and_keeps_the_floor(dtype: torch.dtype) ->
 def test_full_standardization_whitens_with_floored_eigenvalues(gen: torch.Generator) -> None:
     x = _data(500, 0, torch.float64)
     x[:, 2, 1] = x[:, 2, 0]  # a direction of zero variance that is not along an axis
-    prior = GlobalFlowPrior("left_hand", standardize="full", noise_std=0.0, min_std=0.05, **TINY).double()
+    prior = GlobalFlowPrior("left_hand", standardize="full", noise_std=0.0, min_std=0.05, anatomical=[], **TINY).double()
     prior.initialize(x)
     w = prior.whiten
     assert torch.equal(w, w.tril()) and bool((w.diagonal() > 0).all())
@@ -117,8 +118,9 @@ def test_log_prob_matches_change_of_variables_with_autograd_jacobian(transform: 
 
     jac = torch.autograd.functional.jacobian(to_latent, v)
     z = to_latent(v)
-    expected = -0.5 * z.pow(2).sum() - 0.5 * prior.dim * math.log(2 * math.pi) + torch.linalg.slogdet(jac)[1]
-    torch.testing.assert_close(prior.log_prob(x), expected)
+    flow = -0.5 * z.pow(2).sum() - 0.5 * prior.model_dim * math.log(2 * math.pi) + torch.linalg.slogdet(jac)[1]
+    anatomy = prior.anatomy.log_prob(x.reshape(1, -1))[0]  # the anatomical value's own Gaussian
+    torch.testing.assert_close(prior.log_prob(x), flow + anatomy)
 
 
 @pytest.mark.parametrize("transform", ["maf", "coupling"])
@@ -126,7 +128,7 @@ def test_round_trip_and_inverse_log_det(transform: str, dtype: torch.dtype) -> N
     prior, data = _fitted(transform, dtype)
     assert round_trip_error(prior, data) < 1e-4
     x = data[:3].clone()
-    x[:, 0, 2] = 9.0  # an excluded value is passed through, not replaced by its constant
+    x[:, 0, 2] = 9.0  # a value the flow does not learn is passed through, not replaced by its mean
     assert torch.equal(prior.round_trip(x)[:, 0, 2], x[:, 0, 2])
     z, ld = prior.flow(prior._whiten(prior._select(data)))
     _, ld_inv = prior.flow.inverse(z)
@@ -163,7 +165,9 @@ def test_training_noise_only_in_training_mode() -> None:
     prior, data = _fitted("maf", torch.float64)
     prior = copy.deepcopy(prior)
     prior.eval()
-    torch.testing.assert_close(prior.training_loss(data), -prior.log_prob(data).mean())
+    # The flow's own objective: the density of the learned values (the anatomical ones are fixed).
+    model = prior.log_prob(data) - prior.anatomy.log_prob(data.flatten(1))
+    torch.testing.assert_close(prior.training_loss(data), -model.mean())
     prior.train()
     assert not torch.equal(prior.training_loss(data), prior.training_loss(data))
 
@@ -197,9 +201,9 @@ def test_variance_floor_on_a_near_constant_direction(noise_std: float) -> None:
 
 @functools.cache
 def _extreme_prior(dtype: torch.dtype) -> GlobalFlowPrior:
-    prior = GlobalFlowPrior("left_hand", **TINY).to(dtype)
     data = _data(400, 1, dtype)
-    data[:, 2, 1] = 0.05 + 1e-3 * data[:, 2, 0]  # near-constant: scaled by 1 / min_std = 50
+    data[:, 2, 1] = 0.05 + 1e-3 * data[:, 2, 0]  # near-constant, learned: scaled by 1 / min_std = 50
+    prior = GlobalFlowPrior("left_hand", anatomical=[], **TINY).to(dtype)
     prior.fit(data, epochs=3, batch_size=100, generator=torch.Generator().manual_seed(0))
     return prior
 
@@ -219,18 +223,22 @@ def test_extreme_poses_give_finite_log_prob_and_gradients(values: list[float], d
 
 
 def test_bad_arguments() -> None:
-    with pytest.raises(ValueError, match="min_std > 0"):
+    with pytest.raises(ValueError, match="min_std must be a finite number > 0"):
         GlobalFlowPrior("left_hand", min_std=0.0)
     with pytest.raises(ValueError, match="transform must be 'maf' or 'coupling'"):
         GlobalFlowPrior("left_hand", transform="spline")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="coupling flow needs at least 2"):
-        GlobalFlowPrior(JointLayout("j", ("left_knee",), (-1,)), transform="coupling", constant_dims=[1, 2])
+        GlobalFlowPrior(JointLayout("j", ("left_knee",), (-1,)), transform="coupling", exclude=[1, 2])
+    with pytest.raises(ValueError, match="groups must be an int >= 2"):
+        GlobalFlowPrior("left_hand", groups=1)
+    with pytest.raises(ValueError, match="conditioner_bound must be a finite number > 0"):
+        GlobalFlowPrior("left_hand", conditioner_bound=0.0)
 
 
 def test_registered_and_usable_on_the_full_pose() -> None:
     assert poseprior.prior_class("global_flow") is GlobalFlowPrior
     x = 0.2 * torch.randn(50, 52, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    x[:, 22:] = 0.0  # flat hands: excluded
+    x[:, 22:] = 0.0  # flat hands, never moved: excluded (fingers have no anatomical range)
     prior = poseprior.create("global_flow", layout="smplh", **TINY).double()
     prior.initialize(x)
     assert prior.dim == 66 and torch.isfinite(prior.log_prob(x)).all()
@@ -264,14 +272,14 @@ def test_compiled_density_matches_eager() -> None:
     # Compiling before the first fit survives the rebuild that fixes D.
     fresh = GlobalFlowPrior("left_hand", **TINY).double().compile()
     fresh.initialize(data)
-    assert fresh._compiled is not None and fresh.dim == 44
+    assert fresh._compiled is not None and fresh.dim == 45 and fresh.model_dim == 44
     compiled = fresh.log_prob(data[:8])
     torch.testing.assert_close(compiled, fresh.compile(enabled=False).log_prob(data[:8]))
 
 
 def _plain_log_prob(prior: GlobalFlowPrior, x: torch.Tensor) -> torch.Tensor:
-    """The module path (ActNorm -> MADE -> permutation), whatever the fused path would do."""
-    return prior._density(prior._select(x))
+    """The module path (ActNorm -> MADE -> permutation, then the other parts), whatever the fused path would do."""
+    return prior._plain_mixture(x)
 
 
 @pytest.mark.parametrize("standardize", ["diagonal", "full"])
@@ -293,7 +301,8 @@ def test_frozen_prior_fused_path_equals_the_module_path(standardize: str, dtype:
     (grad,) = torch.autograd.grad(lp.sum(), x)
     torch.testing.assert_close(lp, expected, **tol)
     torch.testing.assert_close(grad, expected_grad, **tol)
-    assert torch.equal(grad[:, 0, 2], torch.zeros_like(grad[:, 0, 2]))  # the excluded value
+    floor = float(prior.floors()[0, 2])  # the anatomical value: the gradient of its own Gaussian
+    torch.testing.assert_close(grad[:, 0, 2], -(x[:, 0, 2] - 0.25).detach() / floor**2, **tol)
     with torch.no_grad():
         torch.testing.assert_close(prior.log_prob(data), _plain_log_prob(prior, data), **tol)
     # A weighted sum (not just .sum()) and a batch shape go through the same backward.
@@ -372,7 +381,7 @@ def test_frozen_fused_path_includes_the_broad_component() -> None:
     x = torch.cat([data[:6], 3.0 * data[6:9]]).clone().requires_grad_(True)
     expected = prior._plain_mixture(x)
     (expected_grad,) = torch.autograd.grad(expected.sum(), x)
-    model, broad = prior._plain_density(x), prior._broad_log_prob(x)
+    model, broad = prior._plain_density(x), prior.broad.log_prob(x.flatten(1))
     responsibility = torch.sigmoid(model + math.log(0.7) - broad - math.log(0.3))
     assert (responsibility > 0.05).any() and (responsibility < 0.05).any()  # both components matter
     prior.requires_grad_(False)

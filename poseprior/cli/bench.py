@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Any
 
 import torch
 
-from .common import check_writable, data_folder, non_negative_int
+from .common import check_writable, existing_folder, non_negative_int
 
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser(
         "bench", help="density, sample-quality and speed benchmark of the priors (markdown, JSON, PNG plots)"
     )
-    p.add_argument("--data", help="folder with a splits.json (default: the bundled CMU sample)")
+    p.add_argument("--data", help="folder with a splits.json (default: the bundled CMU data, with its unseen split)")
     p.add_argument("--out", default="results/bench", help="output folder")
     p.add_argument(
         "--priors", nargs="*", help="priors to run (default: every prior whose default layout is --layout)"
@@ -26,8 +25,8 @@ def add_parser(sub: Any) -> None:
         "--loao",
         action=argparse.BooleanOptionalAction,
         default=False,
-        help="also run the leave-one-action-out protocol (one fit per action and prior: "
-        "about 20 minutes on the bundled sample instead of a few); off by default",
+        help="also run the leave-one-group-out protocol (one fit per action or subject and prior: "
+        "much longer than the default run); off by default",
     )
     p.add_argument(
         "--threads", type=non_negative_int, default=2, help="torch threads for the speed measurements"
@@ -42,16 +41,14 @@ def add_parser(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from .. import bench, list_priors, prior_class
-    from ..amass import load_folder, load_split
+    from ..data import training_splits
 
     check_writable(args.out, "--out")
-    folder = data_folder(args.data)
-    train, val = load_split(folder, "train"), load_split(folder, "val")
+    if args.data is not None:
+        existing_folder(args.data)
+    train, val, unseen = training_splits(args.data)
     names = args.priors or [n for n in list_priors() if prior_class(n).default_layout == args.layout]
     specs = bench.default_specs(names)
-    all_data = None
-    if args.loao:
-        all_data = load_folder(folder, files=[Path(f).name for f in (*train.files, *val.files)])
     if args.threads:
         torch.set_num_threads(args.threads)
     rows = bench.run(
@@ -59,8 +56,9 @@ def run(args: argparse.Namespace) -> int:
         train,
         val,
         args.out,
+        unseen=unseen,
         layout=args.layout,
-        all_data=all_data,
+        loao=args.loao,
         quick=args.quick,
         seed=args.seed,
         progress=args.progress,

@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from .common import check_writable, data_folder, positive_int, write_samples
+from .common import check_writable, existing_folder, positive_int, write_samples
 
 
 def add_parser(sub: Any) -> None:
@@ -19,7 +19,7 @@ def add_parser(sub: Any) -> None:
         help="fit every prior on a data folder (default: the bundled CMU sample) and print the NLL/BPD table",
     )
     p.add_argument(
-        "--data", help="folder of AMASS-format npz files with a splits.json (default: bundled CMU sample)"
+        "--data", help="folder of AMASS-format npz files with a splits.json (default: the bundled CMU data)"
     )
     p.add_argument(
         "--out", default="poseprior-demo", help="output folder (results.json, samples, checkpoints)"
@@ -30,7 +30,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument(
         "--loao",
         action="store_true",
-        help="also report the leave-one-action-out mean NLL (one extra fit per action and prior)",
+        help="also report the leave-one-group-out mean NLL (one extra fit per action or subject and prior)",
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
@@ -57,22 +57,19 @@ def _runs(args: argparse.Namespace, train: Any) -> list[tuple[str, dict, str]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..amass import load_split
+    from ..data import training_splits
     from ..evaluation import evaluate, label, leave_one_group_out, markdown_table
 
     check_writable(args.out, "--out")
-    folder = data_folder(args.data)
-    train, val = load_split(folder, "train"), load_split(folder, "val")
-    print(f"data: {folder}\n  train: {train.describe()}\n  val:   {val.describe()}")
+    if args.data is not None:
+        existing_folder(args.data)
+    train, val, unseen = training_splits(args.data)
+    print(f"data: {args.data or 'the bundled CMU data (poseprior.data.load_bundled)'}\n  train: {train.describe()}\n"
+          f"  val:   {val.describe()}" + (f"\n  unseen: {unseen.describe()}" if unseen is not None else ""))
     runs = _runs(args, train)
     gen = torch.Generator().manual_seed(args.seed)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    every = None  # every split file, loaded once, for the leave-one-action-out folds
-    if args.loao:
-        from ..amass import load_folder
-
-        every = load_folder(folder, files=[Path(f).name for f in (*train.files, *val.files)])
     rows = []
     for name, kwargs, layout in runs:
         key = label(name, kwargs)
@@ -81,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
             [(name, kwargs)],
             train,
             val,
+            unseen=unseen,
             layout=layout,
             quick=args.quick,
             generator=gen,
@@ -91,18 +89,19 @@ def run(args: argparse.Namespace) -> int:
         slug = key.replace("(", "-").replace(")", "").replace("=", "-").replace(", ", "_")
         prior.save(out / "checkpoints" / slug)
         write_samples(out / f"samples_{slug}.npz", prior.sample(args.num_samples, generator=gen), layout)
-        if every is not None:
-            print(f"leave-one-action-out for {key} ...", flush=True)
-            res = leave_one_group_out([(name, kwargs)], every, layout=layout, quick=args.quick, generator=gen)
+        if args.loao:
+            print(f"leave-one-group-out for {key} ...", flush=True)
+            res = leave_one_group_out([(name, kwargs)], train, layout=layout, quick=args.quick, generator=gen)
             r[0].extra["loao_mean"] = res[key]["mean"]
     print()
     if args.quick:
         print("(quick run: iterative priors trained for only a few epochs; numbers are not representative)")
-    print("NLL in nats per pose on the validation split; BPD = NLL / (D ln 2); D = modelled values.")
+    print("NLL in nats per pose on the validation split (val) and on the unseen subjects (unseen); "
+          "BPD = NLL / (D ln 2); D = the values in the density (learned and anatomical).")
     if args.loao:
         print(
-            "loao_mean: mean NLL over leave-one-action-out folds (fit on all other actions, score the "
-            "held-out one)."
+            "loao_mean: mean NLL over leave-one-group-out folds (every action or subject of the training data "
+            "held out in turn, fit on the others)."
         )
     print()
     print(markdown_table(rows, ("loao_mean",) if args.loao else ()))
