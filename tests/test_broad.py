@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from contract import CONSTANT_VALUE, ONE_JOINT, TINY_CONFIGS, fitted, integral_estimate
+from contract import CONSTANT_VALUE, ONE_JOINT, TINY_CONFIGS, anatomical_log_prob, fitted, integral_estimate
 
 import poseprior
 from poseprior.formats.ranges import value_floors
@@ -24,17 +24,16 @@ def _reference_log_prob(prior: poseprior.PosePrior, data: torch.Tensor, x: torch
     """(mixture + anatomical, broad, anatomical) log-densities of ``x``, computed from the data alone."""
     w, s = prior.broad_weight, prior.broad_scale
     v, flat = data.reshape(len(data), -1), x.reshape(len(x), -1)
-    mean, std = v.mean(0), v.std(0)
+    std = v.std(0)
     floors = value_floors(prior.layout).reshape(-1).clamp_min(prior.min_std).to(v)
-    anatomical = std < floors  # no value of the contract data is excluded
-    assert torch.equal(prior.learned, ~anatomical) and prior.present.all()
-    normal = torch.distributions.Normal
-    broad = normal(mean, std.clamp_min(prior.min_std) * s).log_prob(flat)[:, ~anatomical].sum(-1)
-    anat = normal(mean, torch.maximum(std, floors)).log_prob(flat)[:, anatomical].sum(-1)
+    learned = std >= floors  # no value of the contract data is excluded; the rest is anatomical
+    assert torch.equal(prior.learned, learned) and prior.present.all()
+    broad = torch.distributions.Normal(v.mean(0), std.clamp_min(prior.min_std) * s).log_prob(flat)[:, learned]
+    anat = anatomical_log_prob(prior, data, x)
     with torch.no_grad():
         model = prior._log_prob(x)
-    mixture = torch.logaddexp(model + math.log1p(-w), broad + math.log(w))
-    return mixture + anat, broad, anat
+    mixture = torch.logaddexp(model + math.log1p(-w), broad.sum(-1) + math.log(w))
+    return mixture + anat, broad.sum(-1), anat
 
 
 @names
