@@ -59,7 +59,7 @@ def speed(prior: PosePrior, x: Tensor, *, quick: bool = False) -> dict[str, floa
     t = 0.1 if quick else 0.3
     out: dict[str, float] = {}
     ref = torch.distributions.MultivariateNormal(torch.zeros(prior.dim), torch.eye(prior.dim))
-    flat = prior._select(x).detach()
+    flat = x.reshape(x.shape[0], -1)[:, prior.present].detach()  # the D values of the density
     for b in (1, 64, 4096):
         xb, fb = x[:b].detach(), flat[:b]
         with torch.no_grad():
