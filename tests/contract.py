@@ -15,6 +15,7 @@ import torch
 
 import poseprior
 from poseprior import JointLayout, PosePrior
+from poseprior.formats.ranges import value_floors
 
 # name -> (constructor kwargs, fit options). Every registered prior must appear here.
 TINY_CONFIGS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
@@ -85,6 +86,18 @@ def fitted(
 
 
 # ---------------------------------------------------------------------------- reusable checks
+def anatomical_log_prob(prior: PosePrior, data: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Reference (N,) log-density of the anatomical values of poses x (N, J, 3), from the training data.
+
+    Every anatomical value of ``prior`` gets N(training mean, max(training std, floor)^2), the floor
+    from :func:`~poseprior.formats.ranges.value_floors` and at least ``min_std``.
+    """
+    v, flat = data.reshape(len(data), -1), x.reshape(len(x), -1)
+    floors = value_floors(prior.layout).reshape(-1).clamp_min(prior.min_std).to(v)
+    normal = torch.distributions.Normal(v.mean(0), torch.maximum(v.std(0), floors))
+    return normal.log_prob(flat)[:, prior.present & ~prior.learned].sum(-1)
+
+
 def assert_log_prob_shapes(prior: PosePrior, x: torch.Tensor) -> None:
     """x: (N, J, 3) with N >= 6."""
     assert prior.log_prob(x[0]).shape == ()

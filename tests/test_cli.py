@@ -91,7 +91,7 @@ def test_train_eval_sample_resume_export(
     code, out, err = run(["train", "gaussian", "--max-epochs", "1", *common], capsys)
     assert code == 0, err
     (row,) = [r for r in _table(out) if r[0] == "gaussian"]
-    assert row[1:5] == ["gaussian", "body", "49", "1"]
+    assert row[1:5] == ["gaussian", "body", "63", "1"]  # D: every body value, learned or anatomical
     run_dir = tmp_path / "checkpoints" / "gaussian"
     for path in ("last.ckpt", "final/config.json", "final/model.safetensors", "best/model.safetensors"):
         assert (run_dir / path).is_file(), path

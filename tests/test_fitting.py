@@ -287,7 +287,8 @@ def test_input_errors() -> None:
         fit_to_joints(y, visible=torch.arange(2).unsqueeze(-1).expand(2, 22) == 0)
     bad = y.clone()
     bad[1, 4, 0] = float("nan")
-    with pytest.raises(ValueCheckError, match=r"NaN or inf at 1 visible joint\(s\), first frame 1 joint") as e:
+    message = r"NaN or inf at 1 visible joint\(s\), first frame 1 joint"
+    with pytest.raises(ValueCheckError, match=message) as e:
         fit_to_joints(bad)
     assert "'left_knee'" in str(e.value) and "mark such joints hidden" in str(e.value)
     with pytest.raises(ValueCheckError, match=r"floating point"):

@@ -15,7 +15,8 @@ from poseprior.formats import joint_ranges, uniform_poses
 
 @pytest.fixture(scope="module")
 def cmu() -> tuple[torch.Tensor, torch.Tensor]:
-    return load_split(sample_path(), "train").poses_for("body"), load_split(sample_path(), "val").poses_for("body")
+    train, val = load_split(sample_path(), "train"), load_split(sample_path(), "val")
+    return train.poses_for("body"), val.poses_for("body")
 
 
 def test_anatomical_ranges_hold_the_real_motion(cmu) -> None:
@@ -39,7 +40,8 @@ def test_uniform_poses_are_in_range_and_reproducible() -> None:
 
 
 def _cmu_priors(train: torch.Tensor) -> dict[str, poseprior.PosePrior]:
-    priors = {name: poseprior.load_pretrained(f"{name}.cmu") for name in ("gaussian", "joint_flow", "global_flow")}
+    names = ("gaussian", "joint_flow", "global_flow")
+    priors = {name: poseprior.load_pretrained(f"{name}.cmu") for name in names}
     priors["gaussian(covariance=diagonal)"] = poseprior.create("gaussian", covariance="diagonal").fit(train)
     return priors
 

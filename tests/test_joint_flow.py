@@ -6,7 +6,7 @@ import math
 
 import pytest
 import torch
-from conftest import synthetic_poses
+from contract import anatomical_log_prob, synthetic_poses
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -32,7 +32,8 @@ def _randomize(prior: JointFlowPrior, seed: int = 0, scale: float = 0.5) -> Join
 def _prior(
     layout: str = "body", dtype: torch.dtype = torch.float64, seed: int = 0, **kwargs: object
 ) -> tuple[JointFlowPrior, torch.Tensor]:
-    """A prior with its standardization fitted on synthetic poses, random weights, and those poses."""
+    """A prior initialized on synthetic poses (standardization, anatomical values), random weights,
+    and those poses."""
     prior = JointFlowPrior(layout, **dict(TINY, **kwargs)).to(dtype)
     x = synthetic_poses(300, len(prior.layout), torch.Generator().manual_seed(seed), dtype)
     prior.initialize(x)
@@ -92,7 +93,7 @@ def test_stacked_mlp_equals_separate_networks(gen: torch.Generator) -> None:
     out = net(x)
     for m in range(4):
         h = x[m].T * mask[m]  # (N, 3): masked inputs of network m
-        for i, (w, b) in enumerate(zip(net.weights, net.biases)):
+        for i, (w, b) in enumerate(zip(net.weights, net.biases, strict=True)):
             h = h @ w[m].T + b[m, :, 0]
             h = torch.nn.functional.silu(h) if i < 2 else h
         torch.testing.assert_close(out[m].T, h)
@@ -102,15 +103,15 @@ def test_stacked_mlp_equals_separate_networks(gen: torch.Generator) -> None:
 
 # ---------------------------------------------------------------------------------------- density
 def _reference_log_prob(prior: JointFlowPrior, x: torch.Tensor) -> torch.Tensor:
-    """log p written value by value: one network call and one nflows spline per modelled value."""
+    """The flow's log p written value by value: one network call and one nflows spline per learned value."""
     from nflows.transforms.splines.rational_quadratic import unconstrained_rational_quadratic_spline
 
     k, j_count = prior.num_bins, len(prior.layout)
-    const = prior.constant_values.reshape(j_count, 3)
-    x = torch.where(prior.modelled_mask, x, const)
+    const = prior.data_mean.reshape(j_count, 3)
+    x = torch.where(prior.learned_mask, x, const)  # excluded and anatomical values: at their means
     u = (x - prior.loc) / prior.scale
     total = torch.zeros(x.shape[0], dtype=x.dtype)
-    values = [(j, a) for j in range(j_count) for a in range(3) if prior.modelled_mask[j, a]]
+    values = [(j, a) for j in range(j_count) for a in range(3) if prior.learned_mask[j, a]]
     for m, (j, a) in enumerate(values):
         parent = prior.layout.parents[j]
         if parent >= 0:  # the parent's 6D rotation, standardized with the data's statistics
@@ -120,7 +121,7 @@ def _reference_log_prob(prior: JointFlowPrior, x: torch.Tensor) -> torch.Tensor:
             ctx = x.new_zeros(x.shape[0], 6)
         own = u[:, j].clamp(-prior.tail_bound, prior.tail_bound).clone()
         own[:, a:] = 0.0  # only the axes before a ...
-        own[:, ~prior.modelled_mask[j]] = 0.0  # ... that are modelled
+        own[:, ~prior.learned_mask[j]] = 0.0  # ... that are learned
         inp = torch.cat([ctx, own], dim=1).T.unsqueeze(0)  # (1, 9, N)
         p = prior.net(inp, torch.tensor([m]))[0].T  # (N, 3K - 1)
         z, ld = unconstrained_rational_quadratic_spline(
@@ -132,15 +133,20 @@ def _reference_log_prob(prior: JointFlowPrior, x: torch.Tensor) -> torch.Tensor:
 
 @pytest.mark.parametrize("layout", ["body", "left_hand"])
 def test_log_prob_matches_value_by_value_reference(layout: str) -> None:
-    prior, x = _prior(layout, constant_dims=[1, 5, 9])  # excluded values, some before modelled axes
-    torch.testing.assert_close(prior.log_prob(x[:40]), _reference_log_prob(prior, x[:40]))
+    # Excluded and anatomical values, some before learned axes of their joint.
+    prior, x = _prior(layout, exclude=[1, 5, 9], anatomical=[3, 10])
+    assert prior.dim == 3 * len(prior.layout) - 3 and prior.model_dim == prior.dim - 2
+    expected = _reference_log_prob(prior, x[:40]) + anatomical_log_prob(prior, x, x[:40])
+    torch.testing.assert_close(prior.log_prob(x[:40]), expected)
 
 
 def test_log_prob_is_the_sum_of_the_per_joint_terms() -> None:
-    prior, x = _prior("body")
+    prior, x = _prior("body", anatomical=[3, 10])
     per_joint = prior.log_prob_per_joint(x[:30].reshape(5, 6, 21, 3))
     assert per_joint.shape == (5, 6, 21)
-    torch.testing.assert_close(per_joint.sum(-1), prior.log_prob(x[:30]).reshape(5, 6))
+    # They sum to the flow's density; log_prob adds the anatomical values' Gaussians.
+    anat = anatomical_log_prob(prior, x, x[:30])
+    torch.testing.assert_close(per_joint.sum(-1), (prior.log_prob(x[:30]) - anat).reshape(5, 6))
 
 
 @pytest.mark.parametrize("layout", ["body", "left_hand"])
@@ -175,16 +181,35 @@ def test_left_hand_layout_follows_the_finger_chains() -> None:
 
 
 def test_excluded_values_do_not_enter_the_density(gen: torch.Generator) -> None:
-    prior = JointFlowPrior("body", **TINY).double()
     x = synthetic_poses(300, 21, gen)
-    knee = prior.layout.index("left_knee")
-    x[:, knee, 1:] = 0.1  # the knee's y and z are constant: excluded; the knee is a parent (ankle)
+    knee = poseprior.get_layout("body").index("left_knee")
+    x[:, knee, 1:] = 0.1  # the knee's y and z are constant; the knee is a parent (ankle)
+    prior = JointFlowPrior("body", **TINY, exclude=[3 * knee + 1, 3 * knee + 2]).double()
     prior.fit(x, epochs=1, generator=gen)
     assert prior.dim == 61 and set(prior.excluded_names()) == {"left_knee.y", "left_knee.z"}
     _randomize(prior)
     moved = x[:10].clone()
     moved[:, knee, 1:] = 2.0
     torch.testing.assert_close(prior.log_prob(moved), prior.log_prob(x[:10]))
+
+
+def test_constant_values_of_a_body_joint_are_anatomical(gen: torch.Generator) -> None:
+    # By default the frozen knee values are anatomical: in the density with the knee's floor
+    # (5 degrees), and held at their mean in the flow's conditioners (the ankle's context).
+    x = synthetic_poses(300, 21, gen)
+    knee = poseprior.get_layout("body").index("left_knee")
+    x[:, knee, 1:] = 0.1
+    prior = JointFlowPrior("body", **TINY).double()
+    prior.fit(x, epochs=1, generator=gen)
+    assert {"left_knee.y", "left_knee.z"} <= set(prior.anatomical_names()) and prior.excluded_names() == []
+    assert prior.dim == 63
+    _randomize(prior)
+    moved = x[:10].clone()
+    moved[:, knee, 1:] = 0.3
+    floor = math.radians(5.0)
+    cost = prior.log_prob(x[:10]) - prior.log_prob(moved)
+    torch.testing.assert_close(cost, torch.full_like(cost, (0.2 / floor) ** 2))  # 2 values, 0.5 (0.2/floor)^2
+    torch.testing.assert_close(prior._log_prob(moved), prior._log_prob(x[:10]))
 
 
 def test_default_size_and_other_layouts() -> None:
@@ -240,10 +265,10 @@ def test_far_poses_cost_more_than_typical_ones() -> None:
 
 # ---------------------------------------------------------------------------------------- sampling
 def _sample_value_by_value(prior: JointFlowPrior, z: torch.Tensor) -> torch.Tensor:
-    """Ancestral sampling one modelled value at a time (flat order: parents, then axes)."""
+    """Ancestral sampling one learned value at a time (flat order: parents, then axes)."""
     n, j_count = z.shape[0], len(prior.layout)
-    x = prior.constant_values.expand(n, -1).clone()
-    for m in range(prior.dim):
+    x = prior.data_mean.expand(n, -1).clone()
+    for m in range(prior.model_dim):
         params = prior.spline_params(x.reshape(n, j_count, 3))[m].T  # (N, 3K - 1)
         u, _ = rq_spline(z[:, m], params, tail_bound=prior.tail_bound, inverse=True)
         flat = int(prior.value_flat[m])
@@ -253,13 +278,16 @@ def _sample_value_by_value(prior: JointFlowPrior, z: torch.Tensor) -> torch.Tens
 
 @pytest.mark.parametrize("layout", ["body", "left_hand"])
 def test_sampling_by_depth_equals_sampling_value_by_value(layout: str) -> None:
-    prior, _ = _prior(layout, constant_dims=[0, 7])
-    z = torch.randn(50, prior.dim, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    prior, _ = _prior(layout, exclude=[0, 7], anatomical=[4])
+    z = torch.randn(50, prior.model_dim, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
     by_depth, _ = prior._inverse(z)
     torch.testing.assert_close(by_depth, _sample_value_by_value(prior, z))
-    # sample() draws exactly these base values from the generator.
+    # sample() draws exactly these base values from the generator (then the anatomical value).
     s = prior.sample(50, generator=torch.Generator().manual_seed(4))
-    torch.testing.assert_close(s, by_depth)
+    learned, anatomical = prior.learned_mask, prior.anatomical_mask
+    torch.testing.assert_close(s[:, ~anatomical], by_depth[:, ~anatomical])
+    assert (s[:, anatomical] != by_depth[:, anatomical]).all()  # drawn, not left at the mean
+    assert not learned.flatten()[[0, 4, 7]].any()
 
 
 def test_sampling_in_chunks_and_log_prob_consistency() -> None:
@@ -285,7 +313,7 @@ def test_fit_is_reproducible_and_leaves_the_global_rng_alone() -> None:
         prior.fit(x, epochs=2, generator=torch.Generator().manual_seed(1))
         assert torch.equal(state, torch.get_rng_state()), "fit with a generator used the global RNG"
         priors.append(prior)
-    for a, b in zip(priors[0].parameters(), priors[1].parameters()):
+    for a, b in zip(priors[0].parameters(), priors[1].parameters(), strict=True):
         assert torch.equal(a, b)
 
 
@@ -307,13 +335,25 @@ def test_variance_floor_on_a_near_constant_value() -> None:
     gen = torch.Generator().manual_seed(0)
     x = synthetic_poses(3000, 15, gen)
     x[:, 4, 1] = 0.1 + 0.001 * torch.randn(3000, generator=gen, dtype=x.dtype)  # std 0.001 rad
-    prior = JointFlowPrior("left_hand", **TINY, min_std=0.02).double()
-    prior.fit(x, epochs=15, lr=5e-3, generator=gen)
-    assert prior.scale[4, 1] == pytest.approx(0.02)
     off = x[:200].clone()
     off[:, 4, 1] += math.radians(2.0)
+    # Learned (anatomical=[]): the flow's own floor (scale and training noise at min_std).
+    prior = JointFlowPrior("left_hand", **TINY, min_std=0.02, anatomical=[]).double()
+    prior.fit(x, epochs=15, lr=5e-3, generator=gen)
+    assert prior.scale[4, 1] == pytest.approx(0.02)
     cost = (prior.log_prob(x[:200]) - prior.log_prob(off)).mean()
     assert 0.5 < cost < 5.0, cost  # a Gaussian of std 0.02 gives 1.5 nats; no needle
+    # By default the value moves less than its floor (3 degrees for a finger): anatomical, and
+    # 2 degrees cost exactly its Gaussian's share, about 0.5 (2/3)^2 nats.
+    default = JointFlowPrior("left_hand", **TINY, min_std=0.02).double()
+    default.initialize(x)
+    assert default.anatomical_names() == [f"{default.layout.joints[4]}.y"]
+    assert default.scale[4, 1] == 1.0  # not standardized: the flow does not see it
+    with torch.no_grad():
+        cost = default.log_prob(x[:200]) - default.log_prob(off)
+    expected = anatomical_log_prob(default, x, x[:200]) - anatomical_log_prob(default, x, off)
+    torch.testing.assert_close(cost, expected)
+    assert 0.1 < float(cost.mean()) < 0.4
 
 
 def test_initial_weights_come_from_the_seed_not_the_global_rng() -> None:

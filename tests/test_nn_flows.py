@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -16,15 +17,19 @@ from poseprior.nn.flows import (
     BoundedMaskedAffineAutoregressive,
     FixedPermutation,
     FusedMAFDensity,
+    FusedParts,
+    FusedTensors,
     build_flow,
     soft_clamp,
 )
+from poseprior.nn.independent import IndependentGaussian
 
 D = 7
 
 
-def _flow(transform: str, dtype: torch.dtype, gen: torch.Generator, d: int = D):
-    flow = build_flow(d, blocks=3, hidden_features=16, residual_blocks=1, transform=transform).to(dtype)
+def _flow(transform: str, dtype: torch.dtype, gen: torch.Generator, d: int = D, **options: object):
+    flow = build_flow(d, blocks=3, hidden_features=16, residual_blocks=1, transform=transform, **options)
+    flow = flow.to(dtype)
     # Perturb every parameter so the test does not pass because a layer is the identity at init.
     with torch.no_grad():
         for p in flow.parameters():
@@ -197,6 +202,64 @@ def test_fast_made_equals_nflows_made(gen: torch.Generator) -> None:
     torch.testing.assert_close(layer._made(x), layer.autoregressive_net(x))
 
 
+def _perturbed_maf(gen: torch.Generator, **options: object) -> BoundedMaskedAffineAutoregressive:
+    layer = BoundedMaskedAffineAutoregressive(D, 32, num_blocks=2, **options).double()
+    with torch.no_grad():
+        for p in layer.parameters():
+            p.add_(0.3 * torch.randn(p.shape, generator=gen, dtype=torch.float64))
+    return layer
+
+
+@pytest.mark.parametrize("groups", [2, 3, D])
+def test_grouped_made_makes_each_group_depend_only_on_the_groups_before_it(
+    groups: int, gen: torch.Generator
+) -> None:
+    # The documented split: G consecutive groups of (nearly) equal size.
+    layer = _perturbed_maf(gen, groups=groups)
+    group = torch.arange(D) * groups // D
+    assert torch.equal(group.unique(), torch.arange(groups)) and bool((group.diff() >= 0).all())
+    x = torch.randn(D, generator=gen, dtype=torch.float64)
+    jac = torch.autograd.functional.jacobian(lambda v: layer._made(v.unsqueeze(0))[0], x)  # (2D, D)
+    depends = jac.reshape(D, 2, D).abs().sum(1) > 0  # feature i's (scale, shift) on input j
+    allowed = group[None, :] < group[:, None]
+    assert not bool((depends & ~allowed).any()), depends  # no input of its own group or later
+    assert bool(depends[allowed].all()), depends  # and every earlier group is seen
+    torch.testing.assert_close(layer._made(x.unsqueeze(0)), layer.autoregressive_net(x.unsqueeze(0)))
+
+
+def test_grouped_maf_inverse_round_trips_in_groups_passes(gen: torch.Generator) -> None:
+    layer = _perturbed_maf(gen, groups=3)
+    x = torch.randn(20, D, generator=gen, dtype=torch.float64)
+    y, ld = layer(x)
+    calls = []
+    made = layer._made
+    layer._made = lambda v: (calls.append(1), made(v))[1]  # count the network passes
+    back, ld_inv = layer.inverse(y)
+    assert len(calls) == 3
+    torch.testing.assert_close(back, x)
+    torch.testing.assert_close(ld_inv, -ld)
+    flow = _flow("maf", torch.float64, gen, groups=3, input_bound=2.0)  # a whole stack
+    z, ld = flow(x)
+    back, ld_inv = flow.inverse(z)
+    torch.testing.assert_close(back, x, atol=1e-8, rtol=0)
+    torch.testing.assert_close(ld + ld_inv, torch.zeros_like(ld), atol=1e-8, rtol=0)
+
+
+def test_grouped_and_bounded_layers_reject_bad_options_and_match_the_jacobian(gen: torch.Generator) -> None:
+    for bad in (1, D + 1):
+        with pytest.raises(ValueError, match=rf"groups must be in \[2, features={D}\], got {bad}"):
+            BoundedMaskedAffineAutoregressive(D, 8, groups=bad)
+    layer = _perturbed_maf(gen, groups=3, input_bound=0.5)
+    x = 2.0 * torch.randn(D, generator=gen, dtype=torch.float64)
+    jac = torch.autograd.functional.jacobian(lambda v: layer(v.unsqueeze(0))[0].squeeze(0), x)
+    torch.testing.assert_close(layer(x.unsqueeze(0))[1][0], torch.linalg.slogdet(jac)[1])
+    # The bound is applied: the MADE sees 0.5 tanh(x / 0.5), not x.
+    plain = copy.deepcopy(layer)
+    plain.input_bound = None
+    torch.testing.assert_close(layer._made(x.unsqueeze(0)), plain._made(soft_clamp(x, 0.5).unsqueeze(0)))
+    assert not torch.allclose(layer._made(x.unsqueeze(0)), plain._made(x.unsqueeze(0)))
+
+
 def test_masked_weight_cache_follows_weight_changes(gen: torch.Generator) -> None:
     layer = BoundedMaskedAffineAutoregressive(D, 8, num_blocks=1)
     x = torch.randn(4, D, generator=gen)
@@ -222,25 +285,75 @@ def test_masked_weight_cache_follows_weight_changes(gen: torch.Generator) -> Non
         torch.testing.assert_close(layer(x.double())[0].float(), changed, atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-def test_fused_maf_density_equals_the_stack_and_its_gradient(
-    dtype: torch.dtype, gen: torch.Generator
+NO_PARTS = FusedParts()
+
+
+def _assert_fused_equals_stack(
+    flow: torch.nn.Module, dtype: torch.dtype, gen: torch.Generator, parts: FusedParts = NO_PARTS,
+    reference_parts: object = None,
 ) -> None:
-    flow = _flow("maf", dtype, gen)
+    """The fused density and per-row gradient equal the stack's (autograd); ``reference_parts(lp, x)``
+    adds what ``parts`` adds to the fused one."""
     matrix = torch.randn(D + 2, D, generator=gen, dtype=dtype)  # two more inputs than features
     offset = torch.randn(D, generator=gen, dtype=dtype)
     fused = FusedMAFDensity(flow, matrix, offset, const=1.5)
+    assert isinstance(fused.tensors, FusedTensors) and len(fused.tensors.blocks) == 3
     x = torch.randn(6, D + 2, generator=gen, dtype=dtype, requires_grad=True)
     z, ld = flow(x @ matrix + offset)
     expected = -0.5 * z.pow(2).sum(-1) + ld + 1.5
+    if reference_parts is not None:
+        expected = reference_parts(expected, x)
     w = torch.randn(6, generator=gen, dtype=dtype)
     (expected_grad,) = torch.autograd.grad((w * expected).sum(), x)
     tol = {} if dtype == torch.float64 else {"atol": 1e-4, "rtol": 1e-5}
     with torch.no_grad():
-        lp, grad = fused.log_prob_and_grad(x)
+        lp, grad = fused.log_prob_and_grad(x, parts=parts)
         torch.testing.assert_close(lp, expected, **tol)
         torch.testing.assert_close(w[:, None] * grad, expected_grad, **tol)  # per-row gradients
-        torch.testing.assert_close(fused.log_prob(x), lp)
+        torch.testing.assert_close(fused.log_prob(x, parts=parts), lp)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_fused_maf_density_equals_the_stack_and_its_gradient(
+    dtype: torch.dtype, gen: torch.Generator
+) -> None:
+    _assert_fused_equals_stack(_flow("maf", dtype, gen), dtype, gen)
+
+
+@pytest.mark.parametrize(
+    "options", [{"input_bound": 1.0}, {"groups": 3}, {"input_bound": 1.0, "groups": 3}], ids=str
+)
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_fused_maf_density_with_input_bound_and_groups(
+    options: dict, dtype: torch.dtype, gen: torch.Generator
+) -> None:
+    # (The MADEs' inputs reach several standard units here, so a bound of 1 is active.)
+    _assert_fused_equals_stack(_flow("maf", dtype, gen, **options), dtype, gen)
+
+
+def test_fused_maf_density_adds_the_broad_and_anatomical_parts(gen: torch.Generator) -> None:
+    # A mixture with a broad Gaussian over inputs 0..6 and an anatomical one over inputs 7, 8.
+    dtype, n = torch.float64, D + 2
+    loc = torch.randn(n, generator=gen, dtype=dtype)
+    scale = 0.5 + torch.rand(n, generator=gen, dtype=dtype)
+    on_broad = torch.arange(n) < D
+    broad, anatomy = IndependentGaussian(n).double(), IndependentGaussian(n).double()
+    broad.set(loc, scale, on_broad)
+    anatomy.set(loc, scale, ~on_broad)
+    w = 0.3
+    parts = FusedParts(broad.constants(math.log(w)), math.log1p(-w), anatomy.constants())
+
+    def reference(lp_flow: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        normal = torch.distributions.Normal(loc, scale).log_prob(x)
+        mixture = torch.logaddexp(lp_flow + math.log1p(-w), normal[:, on_broad].sum(-1) + math.log(w))
+        return mixture + normal[:, ~on_broad].sum(-1)
+
+    def anatomical_only(lp_flow: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return lp_flow + torch.distributions.Normal(loc, scale).log_prob(x)[:, ~on_broad].sum(-1)
+
+    flow = _flow("maf", dtype, gen, input_bound=1.0, groups=3)
+    _assert_fused_equals_stack(flow, dtype, gen, parts, reference)
+    _assert_fused_equals_stack(flow, dtype, gen, FusedParts(anatomy=anatomy.constants()), anatomical_only)
 
 
 def test_fused_maf_density_rejects_other_stacks(gen: torch.Generator) -> None:

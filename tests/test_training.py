@@ -154,16 +154,22 @@ def test_exported_weights_match_the_trained_prior(data: Path, tmp_path: Path) ->
     )
     meta = checkpoint_config(tmp_path / "checkpoints/e/last.ckpt")
     assert meta["prior"] == "global_flow" and meta["config"] == result.prior.get_config()
-    assert meta["config"]["constant_dims"] == result.prior.constant_dims  # the architecture after initialize
+    # The architecture after initialize: the excluded and anatomical values are decided.
+    assert meta["config"]["exclude"] == result.prior.exclude
+    assert meta["config"]["anatomical"] == result.prior.anatomical
+    assert isinstance(result.prior.exclude, list) and isinstance(result.prior.anatomical, list)
     best = poseprior.load(result.best)  # one epoch: the best epoch is the last one
     torch.testing.assert_close(best.log_prob(x), expected, rtol=0, atol=0)
 
 
 def test_module_refuses_a_prior_that_is_not_ready(data: Path) -> None:
     flow = poseprior.create("global_flow", **TINY_FLOW)
-    with pytest.raises(ValueError, match="excluded .constant. values are not decided yet"):
+    with pytest.raises(ValueError, match="excluded and anatomical values are not decided yet"):
         PriorModule(flow).setup("fit")
-    flow = poseprior.create("global_flow", constant_dims=[], **TINY_FLOW)  # decided, not initialized
+    flow = poseprior.create("global_flow", exclude=[], anatomical=None, **TINY_FLOW)
+    with pytest.raises(ValueError, match="excluded and anatomical values are not decided yet"):
+        PriorModule(flow).setup("fit")
+    flow = poseprior.create("global_flow", exclude=[], anatomical=[], **TINY_FLOW)  # decided, not initialized
     with pytest.raises(NotInitializedError, match="needs a data-dependent initialization"):
         PriorModule(flow).setup("fit")
     with pytest.raises(TypeError, match="expected a PosePrior"):

@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     rows = []
     for spec, prior in priors:
         for split, d in data:
-            x = d.poses_for(prior.layout).to(prior.constant_values.dtype)
+            x = d.poses_for(prior.layout).to(prior.data_mean.dtype)
             nll = metrics.nll(prior, x, batch_size=args.batch_size)
             rows.append(
                 [

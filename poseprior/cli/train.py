@@ -161,7 +161,7 @@ def _build(
     with torch.random.fork_rng():
         torch.manual_seed(args.seed)
         prior = create(args.prior, layout=layout, **kwargs)
-        prior.initialize(dm.train_poses.to(prior.constant_values.dtype))
+        prior.initialize(dm.train_poses.to(prior.data_mean.dtype))
     return prior, dm
 
 

@@ -19,8 +19,8 @@ shared is ``prior.save(dir)``: :func:`train` exports ``checkpoints/<run>/final/`
 and ``checkpoints/<run>/best/`` (the epoch with the lowest validation NLL), each a
 ``config.json`` + ``model.safetensors`` folder that :func:`poseprior.load` reads.
 
-**Before training,** the prior's architecture must be fixed: the values excluded as constant
-decide :math:`D` and with it the shapes of the parameters, and priors with
+**Before training,** the prior's architecture must be fixed: its excluded and anatomical values
+decide the learned ones and with them the shapes of the parameters, and priors with
 ``requires_initialization`` (ActNorm) need their data-dependent initialization. :func:`train`
 calls ``prior.initialize(train_poses)`` before ``Trainer.fit``; :class:`PriorModule` refuses a
 prior that is not ready instead of letting the optimizer see parameters that would be rebuilt.
@@ -99,13 +99,13 @@ class PriorModule(pl.LightningModule):
     ``round_trip`` method, ``val/reconstruction_error`` for priors with ``reconstruction_error``,
     and sample statistics: ``sample/nll``, ``sample/mean_abs_err`` and ``sample/std_abs_err``
     (mean absolute difference of the per-value mean and standard deviation of
-    ``num_eval_samples`` samples and of the validation poses, over the modelled values, in
+    ``num_eval_samples`` samples and of the validation poses, over the values in the density, in
     radians). NLL is in nats per pose; BPD is NLL / (D ln 2). For priors whose ``log_prob`` is an
     estimate (``has_exact_log_prob=False``) the NLL columns are estimates too.
 
     Arguments:
-        prior: The prior, ready to train: its excluded values resolved and, if it
-            ``requires_initialization``, initialized (``prior.initialize(train_poses)``).
+        prior: The prior, ready to train: initialized (``prior.initialize(train_poses)``), which
+            decides its excluded and anatomical values.
         lr: AdamW learning rate.
         weight_decay: AdamW weight decay.
         lr_schedule: ``"cosine"`` (annealed to 0 over the planned steps, as in ``fit``) or
@@ -152,9 +152,9 @@ class PriorModule(pl.LightningModule):
         if stage != "fit":
             return
         name = type(self.prior).__name__
-        if self.prior.constant_dims is None:
+        if self.prior.exclude is None or self.prior.anatomical is None:
             raise ValueError(
-                f"PriorModule: the {name}'s excluded (constant) values are not decided yet, so its "
+                f"PriorModule: the {name}'s excluded and anatomical values are not decided yet, so its "
                 "parameter shapes could still change; call prior.initialize(train_poses) before "
                 "Trainer.fit (poseprior.training.train does this)"
             )
@@ -167,7 +167,7 @@ class PriorModule(pl.LightningModule):
     # ------------------------------------------------------------------ training
     def _batch(self, batch: Tensor | Sequence[Tensor]) -> Tensor:
         x = batch if isinstance(batch, Tensor) else batch[0]
-        return x.to(self.prior.constant_values.dtype)
+        return x.to(self.prior.data_mean.dtype)
 
     def _rng(self, stage: int, step: int) -> contextlib.AbstractContextManager[None]:
         return _forked_rng(int(self.hparams.seed), stage, step, self.global_rank)
@@ -297,7 +297,7 @@ class PriorModule(pl.LightningModule):
         with self._rng(_STAGE_VAL, 2_000_000):
             sample_nll = -self.prior.log_prob(samples).mean()
         flat = samples.reshape(n, -1).double()
-        m = self.prior.modelled.to(flat.device)
+        m = self.prior.present.to(flat.device)  # the values in the density
         return {
             "sample/nll": sample_nll.double(),
             "sample/mean_abs_err": (flat.mean(0) - mean)[m].abs().mean(),
@@ -505,8 +505,9 @@ def train(
     r"""Initializes ``prior`` from the training split, trains it with Lightning and exports it.
 
     Arguments:
-        prior: The prior to train (modified in place). If its excluded values are undecided or it
-            needs initialization, ``prior.initialize(datamodule.train_poses)`` runs first.
+        prior: The prior to train (modified in place). If it is not initialized yet,
+            ``prior.initialize(datamodule.train_poses)`` runs first; an initialized prior keeps its
+            data statistics (as in ``fit``).
         datamodule: The data (its layout must be the prior's).
         root: Folder of ``lightning_logs/`` and ``checkpoints/``.
         run: The run name: ``root/checkpoints/<run>/`` and ``root/lightning_logs/<run>/``.
@@ -546,11 +547,8 @@ def train(
                 "(or pass the .ckpt to resume)"
             )
     datamodule.setup("fit")
-    train_poses = datamodule.train_poses.to(prior.constant_values.dtype)
-    if prior.constant_dims is None or not bool(prior.initialized):
-        prior.initialize(train_poses)
-    else:  # the closed-form state (constant values, broad component) still comes from this data
-        prior._resolve_constants(train_poses)
+    if not bool(prior.initialized):  # (like fit: an initialized prior keeps its data statistics)
+        prior.initialize(datamodule.train_poses.to(prior.data_mean.dtype))
     if ckpt is not None:
         _check_resume_config(ckpt, prior)
     module = PriorModule(
