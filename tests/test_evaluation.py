@@ -26,7 +26,7 @@ def test_one_markdown_writer_and_one_declaration_of_the_benchmark_rows() -> None
     from poseprior.evaluation import Result, bench_specs, markdown, markdown_table
 
     assert markdown(["a", "b"], [["1", "2"]]) == "| a | b |\n|---|---|\n| 1 | 2 |"
-    row = Result("gaussian", "body", 3, True, 1234, 0.5, 1.0, 2.0, 0.5, {"x": 12345.6})
+    row = Result("gaussian", "body", 3, True, 1234, 0.5, 1.0, 2.0, 0.5, extra={"x": 12345.6})
     assert markdown_table([row], ("x",)).splitlines()[2] == (
         "| gaussian | body | 3 | exact | 1,234 | 0.5 | 1.00 | 2.00 | 0.500 | 12345.60 |"
     )

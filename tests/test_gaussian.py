@@ -52,7 +52,7 @@ def test_constant_values_are_excluded_or_anatomical_not_infinite(
     collar = poseprior.get_layout("smplx").index("left_collar")
     x[:, collar] = 0.1  # a body joint the capture froze
     with caplog.at_level(logging.WARNING, logger="poseprior"):
-        prior = GaussianPrior("smplx", broad_weight=0.0).double().fit(x)  # the Gaussian alone, as MVN
+        prior = GaussianPrior("smplx", broad_weight=0.0).double().fit(x, mirror=False)  # the Gaussian alone
     # The eyes and fingers (exactly constant, no anatomical range) are excluded with a warning;
     # the frozen collar is a real degree of freedom: anatomical, in the density.
     assert "left_eye" in caplog.text and "right_thumb3" in caplog.text and "excluded" in caplog.text
@@ -99,13 +99,14 @@ def test_variance_floor_bounds_the_cost_of_off_axis_motion(gen: torch.Generator)
     moved = x[:200].clone()
     moved[:, knee, 1] += two_degrees
     for covariance in ("full", "diagonal"):
-        prior = GaussianPrior("body", covariance=covariance, min_std=0.02, anatomical=[]).double().fit(x)
+        prior = GaussianPrior("body", covariance=covariance, min_std=0.02, anatomical=[]).double().fit(x, mirror=False)
         cost = (prior.log_prob(x[:200]) - prior.log_prob(moved)).mean()
         assert 0 < cost < 0.5 * (two_degrees / 0.02) ** 2 + 1.0, (covariance, cost)
-        unfloored = GaussianPrior("body", covariance=covariance, min_std=1e-6, anatomical=[]).double().fit(x)
+        unfloored = GaussianPrior("body", covariance=covariance, min_std=1e-6, anatomical=[]).double()
+        unfloored.fit(x, mirror=False)
         cost0 = (unfloored.log_prob(x[:200]) - unfloored.log_prob(moved)).mean()
         assert cost0 > 100 * cost  # what the floor prevents
-        default = GaussianPrior("body", covariance=covariance, min_std=1e-6).double().fit(x)
+        default = GaussianPrior("body", covariance=covariance, min_std=1e-6).double().fit(x, mirror=False)
         knee_values = [n for n in default.anatomical_names() if n.startswith("left_knee")]
         assert knee_values == ["left_knee.y", "left_knee.z"] and default.dim == 63
         floor = float(default.floors()[knee, 1])
@@ -126,6 +127,6 @@ def test_invalid_arguments() -> None:
     with pytest.raises(ValueError, match="reg_covar must be a finite number >= 0, got -0.1"):
         GaussianPrior(reg_covar=-0.1)
     # Closed form: no training options, only the ones every prior accepts.
-    message = r"unknown option\(s\) \['epochs'\]; it takes \['generator', 'progress', 'val'\]"
+    message = r"unknown option\(s\) \['epochs'\]; it takes \['generator', 'mirror', 'progress', 'val'\]"
     with pytest.raises(TypeError, match=message):
         GaussianPrior("left_hand").fit(torch.randn(10, 15, 3), epochs=3)
