@@ -151,12 +151,27 @@ class PosePrior(nn.Module, abc.ABC):
         n = 3 * len(self.layout)
         self.register_buffer("data_mean", torch.zeros(n))
         self.register_buffer("initialized", torch.tensor(False))
-        # Derived from the config (exclude, anatomical), so not saved in the state dict.
-        self.register_buffer("present", torch.ones(n, dtype=torch.bool), persistent=False)
-        self.register_buffer("learned", torch.ones(n, dtype=torch.bool), persistent=False)
+        # Derived from the config (exclude, anatomical); saved too, so that loading weights into a
+        # prior built with other values is refused (see _load_from_state_dict).
+        self.register_buffer("present", torch.ones(n, dtype=torch.bool))
+        self.register_buffer("learned", torch.ones(n, dtype=torch.bool))
         self.anatomy = IndependentGaussian(n)
         self.broad = IndependentGaussian(n) if w > 0 else None
         self._set_values(exclude, anatomical)
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: Any, **kwargs: Any) -> None:
+        # The value kinds are part of the architecture (they come from the config): weights of a
+        # prior with other excluded / anatomical / learned values must not load into this one.
+        for name in ("present", "learned"):
+            incoming = state_dict.get(prefix + name)
+            if incoming is not None and not torch.equal(incoming.cpu(), getattr(self, name).cpu()):
+                raise RuntimeError(
+                    f"{type(self).__name__}.load_state_dict: the weights come from a prior with other "
+                    f"{'excluded' if name == 'present' else 'learned/anatomical'} values than this one "
+                    f"(exclude={self.exclude}, anatomical={self.anatomical}); build this prior from the "
+                    "saved prior's config (type(prior)(**prior.get_config())) or load it with poseprior.load()"
+                )
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     # ------------------------------------------------------------------ description
     @property
@@ -580,8 +595,11 @@ class PosePrior(nn.Module, abc.ABC):
         for old, new in renames.items():
             if old in state:
                 state[new] = state.pop(old)
-        state.pop("modelled", None)
         ref = state["data_mean"]
+        present = torch.ones(ref.numel(), dtype=torch.bool)
+        present[config["exclude"] or []] = False
+        state.pop("modelled", None)
+        state["present"], state["learned"] = present, present.clone()
         state.update({"anatomy.loc": torch.zeros_like(ref), "anatomy.inv_scale": torch.zeros_like(ref),
                       "anatomy.log_norm": ref.new_zeros(())})
         state.setdefault("initialized", torch.tensor(True))

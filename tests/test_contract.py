@@ -222,6 +222,17 @@ def test_save_load_roundtrip(name: str, dtype: torch.dtype, tmp_path: Path) -> N
 
 
 @names
+def test_weights_of_other_value_kinds_do_not_load(name: str) -> None:
+    """A prior built without the fitted prior's config (all values learned) refuses its weights."""
+    prior, _ = fitted(name)
+    fresh = poseprior.create(name, **TINY_CONFIGS[name][0])
+    with pytest.raises(RuntimeError, match="other learned/anatomical values|size mismatch"):
+        fresh.load_state_dict(prior.state_dict())
+    same = type(prior)(**prior.get_config())
+    same.load_state_dict(prior.state_dict())  # the config rebuilds the same kinds of values
+
+
+@names
 def test_checkpoint_errors(name: str, tmp_path: Path) -> None:
     prior, _ = fitted(name, torch.float32)
     ckpt = prior.save(tmp_path / "ckpt")
