@@ -76,3 +76,13 @@ def check_like(x: Tensor, ref: Tensor, where: str) -> None:
             f"{where}: the poses are on {x.device} but the prior is on {ref.device}; "
             f"move one of them, e.g. x.to({str(ref.device)!r}) or prior.to({str(x.device)!r})"
         )
+
+
+def check_number(name: str, value: object, *, at_least: float = 0.0, strict: bool = True) -> float:
+    """``value`` as a finite float above (or at, if not ``strict``) ``at_least``; else a ValueError naming ``name``."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    ok = ok and (value > at_least if strict else value >= at_least)
+    if not ok:
+        bound = f"> {at_least:g}" if strict else f">= {at_least:g}"
+        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
+    return float(value)

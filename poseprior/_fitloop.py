@@ -58,12 +58,10 @@ def fit_adam(
     """
     _check_options(epochs, batch_size, lr, weight_decay, patience)
     params = [p for p in prior.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay) if params else None
-    if opt is None:
+    if not params:
         return []
-    n = x.shape[0]
-    steps = max(1, math.ceil(n / batch_size)) * epochs
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, math.ceil(len(x) / batch_size)) * epochs)
     history: list[dict[str, float]] = []
     best, best_state, bad = math.inf, None, 0
     bar = None
@@ -71,55 +69,69 @@ def fit_adam(
         from tqdm.auto import tqdm
 
         bar = tqdm(total=epochs, desc=f"fit {prior.name}", unit="epoch", leave=False)
-    for epoch in range(epochs):
-        good = copy.deepcopy(prior.state_dict())  # the weights to go back to if training diverges
-        prior.train()
-        perm = torch.randperm(n, generator=generator).to(x.device)
-        total = 0.0
-        for step, i in enumerate(range(0, n, batch_size)):
-            batch = x[perm[i : i + batch_size]]
-            loss = prior._training_loss(batch, generator)
-            if not bool(torch.isfinite(loss)):
-                prior.load_state_dict(good)
-                prior.eval()
-                if bar is not None:
-                    bar.close()
-                kept = f"the weights of the end of epoch {epoch - 1}" if epoch else "the initial weights"
-                raise FitDivergedError(
-                    f"{type(prior).__name__}.fit diverged: the training loss is {float(loss)} at epoch {epoch}, "
-                    f"step {step} (learning rate {sched.get_last_lr()[0]:.3g}). The data was checked finite, so "
-                    "the optimization is unstable: lower lr (e.g. by 10x) or raise batch_size. "
-                    f"{kept[0].upper()}{kept[1:]} are restored."
-                )
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 10.0)
-            opt.step()
-            sched.step()
-            total += float(loss.detach()) * batch.shape[0]
-        record = {"epoch": epoch, "train_loss": total / n}
-        prior.eval()
-        if val is not None:
-            with torch.no_grad():
-                v = float(torch.cat([prior._training_loss(val[i : i + 4096], None).reshape(1) * len(val[i : i + 4096])
-                                     for i in range(0, len(val), 4096)]).sum() / len(val))
-            record["val_loss"] = v
-            if v < best - 1e-4:
-                best, bad = v, 0
-                best_state = copy.deepcopy(prior.state_dict())
-            else:
-                bad += 1
-        history.append(record)
-        log.info("fit %s epoch %d: %s", prior.name, epoch, record)
+    try:
+        for epoch in range(epochs):
+            record = {"epoch": epoch, "train_loss": _epoch(prior, x, opt, sched, batch_size, generator, epoch)}
+            prior.eval()
+            if val is not None:
+                record["val_loss"] = v = _validation_loss(prior, val)
+                if v < best - 1e-4:
+                    best, bad, best_state = v, 0, copy.deepcopy(prior.state_dict())
+                else:
+                    bad += 1
+            history.append(record)
+            log.info("fit %s epoch %d: %s", prior.name, epoch, record)
+            if bar is not None:
+                bar.set_postfix({k: round(v, 3) for k, v in record.items() if k != "epoch"})
+                bar.update()
+            if val is not None and bad >= patience:
+                break
+    finally:
         if bar is not None:
-            bar.set_postfix({k: round(v, 3) for k, v in record.items() if k != "epoch"})
-            bar.update()
-        if val is not None and bad >= patience:
-            break
-    if bar is not None:
-        bar.close()
+            bar.close()
     if best_state is not None:
         prior.load_state_dict(best_state)
     prior.eval()
     prior.fit_history_ = history
     return history
+
+
+def _epoch(
+    prior: PosePrior, x: Tensor, opt: torch.optim.Optimizer, sched: torch.optim.lr_scheduler.LRScheduler,
+    batch_size: int, generator: torch.Generator | None, epoch: int,
+) -> float:
+    """One pass over shuffled minibatches of ``x``; the mean training loss. Restores the weights of
+    the epoch's start and raises :class:`FitDivergedError` on a non-finite loss."""
+    good = copy.deepcopy(prior.state_dict())  # the weights to go back to if training diverges
+    params = [p for group in opt.param_groups for p in group["params"]]
+    prior.train()
+    n = x.shape[0]
+    perm = torch.randperm(n, generator=generator).to(x.device)
+    total = 0.0
+    for step, i in enumerate(range(0, n, batch_size)):
+        batch = x[perm[i : i + batch_size]]
+        loss = prior._training_loss(batch, generator)
+        if not bool(torch.isfinite(loss)):
+            prior.load_state_dict(good)
+            prior.eval()
+            kept = f"the weights of the end of epoch {epoch - 1}" if epoch else "the initial weights"
+            raise FitDivergedError(
+                f"{type(prior).__name__}.fit diverged: the training loss is {float(loss)} at epoch {epoch}, "
+                f"step {step} (learning rate {sched.get_last_lr()[0]:.3g}). The data was checked finite, so "
+                "the optimization is unstable: lower lr (e.g. by 10x) or raise batch_size. "
+                f"{kept[0].upper()}{kept[1:]} are restored."
+            )
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 10.0)
+        opt.step()
+        sched.step()
+        total += float(loss.detach()) * batch.shape[0]
+    return total / n
+
+
+@torch.no_grad()
+def _validation_loss(prior: PosePrior, val: Tensor, chunk: int = 4096) -> float:
+    """The mean eval-mode training loss over ``val``, in chunks."""
+    total = sum(float(prior._training_loss(c, None)) * len(c) for c in val.split(chunk))
+    return total / len(val)

@@ -45,7 +45,6 @@ from __future__ import annotations
 import abc
 import inspect
 import json
-import logging
 import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -55,29 +54,17 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ._checks import check_like, check_pose
+from ._checks import check_like, check_number, check_pose
 from ._rng import rand
 from .amass import PoseData
 from .errors import CheckpointError, NotInitializedError, ShapeError
 from .formats.adapters import mirror_pose
 from .formats.layouts import LAYOUTS, JointLayout, get_layout
-from .formats.ranges import BODY_RANGES_DEG, value_floors
+from .formats.ranges import value_floors
 from .nn.independent import IndependentGaussian
+from .values import decide_values, flat_indices, value_masks
 
-log = logging.getLogger("poseprior")
-
-_CONSTANT_STD = 1e-6  # a joint's values this constant in every training pose were not captured
 _FIT_COMMON = frozenset({"val", "generator", "progress", "mirror"})  # fit options every prior accepts
-
-
-def _positive(name: str, value: object, *, at_least: float = 0.0, strict: bool = True) -> float:
-    """``value`` as a finite float above (or at) ``at_least``, else a ValueError naming ``name``."""
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    ok = ok and (value > at_least if strict else value >= at_least)
-    if not ok:
-        bound = f"> {at_least:g}" if strict else f">= {at_least:g}"
-        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
-    return float(value)
 
 
 def _symmetric(layout: JointLayout) -> bool:
@@ -86,15 +73,6 @@ def _symmetric(layout: JointLayout) -> bool:
     sides = [n for n in names if n.startswith(("left_", "right_"))]
     swap = {"left_": "right_", "right_": "left_"}
     return bool(sides) and all(swap[n[: n.index("_") + 1]] + n[n.index("_") + 1 :] in names for n in sides)
-
-
-def _indices(name: str, values: Sequence[int] | None, n: int) -> list[int] | None:
-    if values is None:
-        return None
-    out = sorted(int(v) for v in values)
-    if any(not 0 <= v < n for v in out) or len(set(out)) != len(out):
-        raise ValueError(f"{name} must be distinct flat indices 3 * joint + axis in [0, {n}), got {out}")
-    return out
 
 
 class PosePrior(nn.Module, abc.ABC):
@@ -142,12 +120,12 @@ class PosePrior(nn.Module, abc.ABC):
     ) -> None:
         super().__init__()
         self.layout = get_layout(layout)
-        self.min_std = _positive("min_std", min_std)
-        w = _positive("broad_weight", broad_weight, strict=False)
+        self.min_std = check_number("min_std", min_std)
+        w = check_number("broad_weight", broad_weight, strict=False)
         if w >= 1.0:
             raise ValueError(f"broad_weight must be in [0, 1), got {broad_weight!r}")
         self.broad_weight = w
-        self.broad_scale = _positive("broad_scale", broad_scale, at_least=1.0, strict=False)
+        self.broad_scale = check_number("broad_scale", broad_scale, at_least=1.0, strict=False)
         n = 3 * len(self.layout)
         self.register_buffer("data_mean", torch.zeros(n))
         self.register_buffer("initialized", torch.tensor(False))
@@ -219,6 +197,10 @@ class PosePrior(nn.Module, abc.ABC):
     def excluded_names(self) -> list[str]:
         """The excluded values as ``"joint.axis"`` strings, e.g. ``"left_eye.x"``."""
         return self._names(~self.present)
+
+    def learned_names(self) -> list[str]:
+        """The values the prior's own model learns, as ``"joint.axis"`` strings."""
+        return self._names(self.learned)
 
     def anatomical_names(self) -> list[str]:
         """The values with an anatomical density, as ``"joint.axis"`` strings, e.g. ``"left_knee.y"``."""
@@ -458,19 +440,8 @@ class PosePrior(nn.Module, abc.ABC):
     def _set_values(self, exclude: Sequence[int] | None, anatomical: Sequence[int] | None) -> None:
         """Sets which values are excluded, anatomical and learned (and resets their parts to defaults)."""
         n = 3 * len(self.layout)
-        exclude, anatomical = _indices("exclude", exclude, n), _indices("anatomical", anatomical, n)
-        both = sorted(set(exclude or ()) & set(anatomical or ()))
-        if both:
-            raise ValueError(f"values {both} are both excluded and anatomical; a value is one or the other")
-        present = torch.ones(n, dtype=torch.bool)
-        present[exclude or []] = False
-        learned = present.clone()
-        learned[anatomical or []] = False
-        if not learned.any():
-            raise ValueError(
-                "no value is left to learn: every value is excluded or anatomical; a prior needs at least one "
-                "value that the data moves (check the exclude / anatomical lists, or the data)"
-            )
+        exclude, anatomical = flat_indices("exclude", exclude, n), flat_indices("anatomical", anatomical, n)
+        present, learned = value_masks(n, exclude, anatomical)
         self.exclude, self.anatomical = exclude, anatomical
         self.present.copy_(present)
         self.learned.copy_(learned)
@@ -480,48 +451,17 @@ class PosePrior(nn.Module, abc.ABC):
         if self.broad is not None:
             self.broad.set(self.data_mean, torch.ones_like(self.data_mean), learned)
 
-    def _decide_values(self, x: Tensor, present_joints: Tensor | None) -> None:
-        """Decides the excluded and anatomical values that were not given (see the module docs)."""
-        flat = x.reshape(x.shape[0], -1)
-        std = flat.std(0).cpu()
-        j = len(self.layout)
-        exclude = self.exclude
-        if exclude is None:
-            absent = torch.zeros(j, dtype=torch.bool) if present_joints is None else ~present_joints.cpu()
-            tabulated = torch.tensor([name in BODY_RANGES_DEG for name in self.layout.joints])
-            frozen = (std.reshape(j, 3) <= _CONSTANT_STD).all(-1) & ~tabulated & ~absent
-            if frozen.any():
-                log.warning(
-                    "%s: joint(s) %s are exactly constant in every training pose and have no anatomical "
-                    "range: treated as absent from the data and excluded from the density",
-                    type(self).__name__, ", ".join(n for n, f in zip(self.layout.joints, frozen.tolist()) if f),
-                )
-            exclude = (absent | frozen).repeat_interleave(3).nonzero().flatten().tolist()
-        if len(exclude) == 3 * j:
-            raise ShapeError(
-                f"{type(self).__name__}.fit: every value of the {x.shape[0]} poses is constant or absent; a "
-                "density needs varying data (give more or different poses)"
-            )
-        anatomical = self.anatomical
-        if anatomical is None:
-            kept = torch.ones(3 * j, dtype=torch.bool)
-            kept[exclude] = False
-            low = (std < self.floors().reshape(-1).cpu()) & kept
-            if bool(low[kept].all()):
-                raise ShapeError(
-                    f"{type(self).__name__}.fit: every value of the {x.shape[0]} training poses moves less than "
-                    "its anatomical floor, so there is nothing to learn; give poses with more motion"
-                )
-            anatomical = low.nonzero().flatten().tolist()
+    @torch.no_grad()
+    def _initialize_from(self, x: Tensor, present_joints: Tensor | None) -> None:
+        """Decides the values, fits their statistics and the broad component, then :meth:`_initialize`."""
+        exclude, anatomical = decide_values(
+            x, self.layout, self.floors(), present_joints=present_joints, exclude=self.exclude,
+            anatomical=self.anatomical, where=f"{type(self).__name__}.fit",
+        )
         old = self._model_dim
         self._set_values(exclude, anatomical)
         if self._model_dim != old:
             self._rebuild()
-
-    @torch.no_grad()
-    def _initialize_from(self, x: Tensor, present_joints: Tensor | None) -> None:
-        """Decides the values, fits their statistics and the broad component, then :meth:`_initialize`."""
-        self._decide_values(x, present_joints)
         flat = x.reshape(x.shape[0], -1).double()
         mean, std = flat.mean(0), flat.std(0)
         self.data_mean.copy_(mean)

@@ -142,6 +142,39 @@ def test_fit_is_reproducible_with_a_generator(name: str) -> None:
         assert torch.equal(value, states[1][key]), key
 
 
+ITERATIVE = [n for n in sorted(TINY_CONFIGS) if poseprior.prior_class(n).iterative_fit]
+
+
+@pytest.mark.parametrize("name", ITERATIVE)
+def test_divergence_stops_fit_with_the_last_good_weights(name: str) -> None:
+    """Issue 15: a non-finite training loss stops fit with an error that names the step and the
+    learning rate and blames the optimization, not the data; the last good weights stay."""
+    prior, data = fitted(name)
+    before = {k: v.clone() for k, v in prior.state_dict().items()}
+    own, calls = prior._training_loss, []
+
+    def breaks_at_the_third_step(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        calls.append(1)
+        loss = own(x, generator)
+        return loss * float("nan") if len(calls) == 3 else loss
+
+    prior._training_loss = breaks_at_the_third_step  # (an instance attribute: this prior only)
+    with pytest.raises(poseprior.FitDivergedError, match=r"loss is nan at epoch 0, step 2 \(learning rate "
+                       r"[0-9.e+-]+\)\. The data was checked finite.*lower lr.*initial weights are restored"):
+        prior.fit(data, epochs=3, batch_size=100, generator=torch.Generator().manual_seed(0))
+    after = prior.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before), "the weights of the failed steps were kept"
+
+
+def test_a_huge_learning_rate_is_caught_not_returned() -> None:
+    # global_flow.fit(lr=1e6) used to return NaN weights and fit_history_ == [nan].
+    prior, data = fitted("global_flow")
+    with pytest.raises(poseprior.FitDivergedError, match="diverged"):
+        prior.fit(data, lr=1e6, epochs=3, batch_size=100, generator=torch.Generator().manual_seed(0))
+    assert all(torch.isfinite(v).all() for v in prior.state_dict().values() if v.is_floating_point())
+    assert torch.isfinite(prior.log_prob(data[:5])).all()
+
+
 @names
 def test_sampling_is_reproducible_and_agrees_with_log_prob(name: str, dtype: torch.dtype) -> None:
     prior, _ = fitted(name, dtype)

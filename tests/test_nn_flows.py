@@ -16,12 +16,10 @@ from poseprior.nn.flows import (
     BoundedAffineCoupling,
     BoundedMaskedAffineAutoregressive,
     FixedPermutation,
-    FusedMAFDensity,
-    FusedParts,
-    FusedTensors,
     build_flow,
     soft_clamp,
 )
+from poseprior.nn.fused import FusedMAFDensity, FusedParts, FusedTensors
 from poseprior.nn.independent import IndependentGaussian
 
 D = 7

@@ -10,7 +10,8 @@ import torch
 from torch import Tensor, nn
 
 from .._rng import randn
-from ..base import PosePrior, _positive
+from .._checks import check_number
+from ..base import PosePrior
 from ..formats.layouts import JointLayout
 from ..registry import register_prior
 
@@ -65,7 +66,7 @@ class GaussianPrior(PosePrior):
         if covariance not in ("full", "diagonal"):
             raise ValueError(f"covariance must be 'full' or 'diagonal', got {covariance!r}")
         self.covariance = covariance
-        self.reg_covar = _positive("reg_covar", reg_covar, strict=False)
+        self.reg_covar = check_number("reg_covar", reg_covar, strict=False)
         self._rebuild()
 
     def _rebuild(self) -> None:

@@ -11,9 +11,11 @@ import torch
 from torch import Tensor
 
 from .._rng import randn
-from ..base import PosePrior, _positive
+from .._checks import check_number
+from ..base import PosePrior
 from ..formats.layouts import JointLayout
-from ..nn.flows import FusedMAFDensity, FusedParts, build_flow, fused_maf_log_prob
+from ..nn.flows import build_flow
+from ..nn.fused import FusedMAFDensity, FusedParts, fused_maf_log_prob
 from ..registry import register_prior
 
 _REQUIRES_GRAD = operator.attrgetter("requires_grad")
@@ -161,10 +163,10 @@ class GlobalFlowPrior(PosePrior):
             raise ValueError(f"standardize must be 'full' or 'diagonal', got {standardize!r}")
         self.standardize = standardize
         self.seed = int(seed)
-        self.noise_std = _positive("noise_std", noise_std, strict=False)
-        self.max_log_scale = _positive("max_log_scale", max_log_scale)
-        self.actnorm_eps = _positive("actnorm_eps", actnorm_eps)
-        self.conditioner_bound = None if conditioner_bound is None else _positive("conditioner_bound",
+        self.noise_std = check_number("noise_std", noise_std, strict=False)
+        self.max_log_scale = check_number("max_log_scale", max_log_scale)
+        self.actnorm_eps = check_number("actnorm_eps", actnorm_eps)
+        self.conditioner_bound = None if conditioner_bound is None else check_number("conditioner_bound",
                                                                                   conditioner_bound)
         if groups is not None and (not isinstance(groups, int) or isinstance(groups, bool) or groups < 2):
             raise ValueError(f"groups must be an int >= 2 or None, got {groups!r}")

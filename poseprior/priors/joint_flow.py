@@ -10,7 +10,8 @@ import torch
 from torch import Tensor
 
 from .._rng import randn
-from ..base import PosePrior, _positive
+from .._checks import check_number
+from ..base import PosePrior
 from ..formats.layouts import JointLayout
 from ..formats.rotations import axis_angle_to_rot6d
 from ..nn.joint_net import StackedMLP, identity_spline_params, rq_spline, spline_param_count
@@ -126,7 +127,7 @@ class JointFlowPrior(PosePrior):
         self.num_bins = int(num_bins)
         self.hidden = int(hidden)
         self.layers = int(layers)
-        self.tail_bound = _positive("tail_bound", tail_bound)
+        self.tail_bound = check_number("tail_bound", tail_bound)
         self.seed = int(seed)
         j = len(self.layout)
         self.register_buffer("loc", torch.zeros(j, 3))
