@@ -67,9 +67,11 @@ def plot_poses(
         >>> out.suffix
         '.png'
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    _check_plot_args(poses, titles, view, cols)
+    return _draw(poses, Path(path), cols=cols, titles=titles, view=view, panel_size=panel_size, dpi=dpi)
 
+
+def _check_plot_args(poses: object, titles: Sequence[str] | None, view: str, cols: int) -> None:
     if not isinstance(poses, Tensor):
         raise TypeError(f"plot_poses: expected a torch.Tensor, got {type(poses).__name__}")
     if poses.dim() != 3 or tuple(poses.shape[1:]) != (21, 3):
@@ -87,6 +89,16 @@ def plot_poses(
         raise ValueError(f"plot_poses: view must be 'front' or 'side', got {view!r}")
     if cols < 1:
         raise ValueError(f"plot_poses: cols must be >= 1, got {cols}")
+
+
+def _draw(
+    poses: Tensor, path: Path, *, cols: int, titles: Sequence[str] | None, view: str, panel_size: float, dpi: int
+) -> Path:
+    """Draws validated poses (see :func:`plot_poses`) and saves the picture; returns the path written."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    n = poses.shape[0]
     h, v = _VIEWS[view]
     with torch.no_grad():
         joints = forward_kinematics(poses.detach().to("cpu", torch.float64)).numpy()  # (N, 22, 3)
@@ -121,7 +133,6 @@ def plot_poses(
         if titles is not None:
             ax.set_title(titles[i], fontsize=8)
     fig.tight_layout()
-    path = Path(path)
     if not path.suffix:  # savefig would append the default format's suffix: return the real name
         from matplotlib import rcParams
 

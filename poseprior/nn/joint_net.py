@@ -97,6 +97,25 @@ def rq_spline(
     inside = inputs.abs() <= bound
     # Work on [0, 1]: both axes are scaled by the same 2B, so slopes and derivatives are unchanged.
     t = ((inputs.clamp(-bound, bound) + bound) / (2.0 * bound)).unsqueeze(dim)
+    widths, heights, right_x, right_y, derivs = _bins(params, k, dim, min_bin_width, min_bin_height, min_derivative)
+    # Bin index: the number of interior knots at or below t.
+    knots = (right_y if inverse else right_x).narrow(dim, 0, k - 1)
+    idx = (t >= knots).sum(dim, keepdim=True)
+
+    def pick(table: Tensor, index: Tensor = idx) -> Tensor:
+        return table.gather(dim, index).squeeze(dim)
+
+    w, h = pick(widths), pick(heights)
+    x0, y0 = pick(right_x) - w, pick(right_y) - h
+    out01, logdet = _rq_segment(t.squeeze(dim), w, h, x0, y0, pick(derivs), pick(derivs, idx + 1), inverse)
+    out = out01 * (2.0 * bound) - bound
+    return torch.where(inside, out, inputs), torch.where(inside, logdet, torch.zeros_like(logdet))
+
+
+def _bins(
+    params: Tensor, k: int, dim: int, min_bin_width: float, min_bin_height: float, min_derivative: float
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Bin widths, heights, right edges (x and y) and knot derivatives on [0, 1], along ``dim``."""
     # Widths and heights in one softmax, written out: torch.softmax over an axis of K ~ 8 is
     # about 10x slower on CPU than these elementwise operations. The bins axis stays at `dim`.
     wh = params.narrow(dim, 0, 2 * k).unflatten(dim, (2, k))
@@ -109,17 +128,13 @@ def rq_spline(
     # Boundary derivatives are exactly 1, matching the identity tails (C^1 at +-B).
     derivs = min_derivative + F.softplus(params.narrow(dim, 2 * k, k - 1))
     derivs = F.pad(derivs, (0, 0) * (-dim - 1) + (1, 1), value=1.0)
-    # Bin index: the number of interior knots at or below t.
-    knots = (right_y if inverse else right_x).narrow(dim, 0, k - 1)
-    idx = (t >= knots).sum(dim, keepdim=True)
+    return widths, heights, right_x, right_y, derivs
 
-    def pick(table: Tensor, index: Tensor = idx) -> Tensor:
-        return table.gather(dim, index).squeeze(dim)
 
-    w, h = pick(widths), pick(heights)
-    x0, y0 = pick(right_x) - w, pick(right_y) - h
-    d0, d1 = pick(derivs), pick(derivs, idx + 1)
-    t = t.squeeze(dim)
+def _rq_segment(
+    t: Tensor, w: Tensor, h: Tensor, x0: Tensor, y0: Tensor, d0: Tensor, d1: Tensor, inverse: bool
+) -> tuple[Tensor, Tensor]:
+    """The rational-quadratic map of ``t`` within its bin (or its inverse), on [0, 1], and its log-det."""
     delta = h / w
     s = d0 + d1 - 2.0 * delta
     if inverse:
@@ -138,12 +153,8 @@ def rq_spline(
     numerator = d1 * theta * theta + 2.0 * delta * tt + d0 * om * om
     logdet = 2.0 * delta.log() + numerator.log() - 2.0 * denom.log()
     if inverse:
-        out01 = x0 + theta * w
-        logdet = -logdet
-    else:
-        out01 = y0 + h * (delta * theta * theta + d0 * tt) / denom
-    out = out01 * (2.0 * bound) - bound
-    return torch.where(inside, out, inputs), torch.where(inside, logdet, torch.zeros_like(logdet))
+        return x0 + theta * w, -logdet
+    return y0 + h * (delta * theta * theta + d0 * tt) / denom, logdet
 
 
 class StackedMLP(nn.Module):
