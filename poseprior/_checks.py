@@ -10,6 +10,11 @@ from torch import Tensor
 from .errors import ShapeError, ValueCheckError
 from .formats.layouts import LAYOUTS, JointLayout
 
+MAX_ABS_RADIANS = 1e4
+"""The largest axis-angle value accepted (radians). Every prior's log_prob, gradient and
+Hessian-vector product are finite for any value within it (tested up to 50 rad and at the bound);
+beyond, the squares of standardized values would soon overflow float32."""
+
 # Joint counts of the full layouts, to recognise a pose given in another format.
 _FULL_COUNTS = {len(LAYOUTS[n]): n for n in ("smpl", "smplh", "smplx", "smplx53")}
 
@@ -58,13 +63,22 @@ def check_pose(x: object, layout: JointLayout, where: str) -> Tensor:
         raise ShapeError(f"{where}: expected shape {expected}, got {shape}{hint}")
     if not x.is_floating_point():
         raise ValueCheckError(f"{where}: expected a floating-point tensor, got dtype {x.dtype}; use x.float()")
-    # One reduction and one sync (NaN and inf propagate through the sum); only a non-finite sum,
-    # or a finite-valued sum that overflowed, pays for the per-element check.
-    if not math.isfinite(float(x.detach().sum())) and not bool(torch.isfinite(x).all()):
+    # One reduction and one sync (NaN propagates through amax, inf is its own maximum); only a
+    # non-finite or huge maximum pays for the per-element checks.
+    biggest = float(x.detach().abs().amax()) if x.numel() else 0.0
+    if not math.isfinite(biggest):
         bad = (~torch.isfinite(x)).reshape(-1, j * 3).any(-1).nonzero().flatten()[:5].tolist()
         raise ValueCheckError(
             f"{where}: the poses contain NaN or inf (first bad flattened batch indices: {bad}); "
             "remove or repair those frames before calling"
+        )
+    if biggest > MAX_ABS_RADIANS:
+        bad = (x.detach().abs() > MAX_ABS_RADIANS).reshape(-1, j * 3).any(-1).nonzero().flatten()[:5].tolist()
+        raise ValueCheckError(
+            f"{where}: the poses hold axis-angle values up to {biggest:.3g} rad (first such flattened batch "
+            f"indices: {bad}); every rotation has an axis-angle vector of length at most pi, and values beyond "
+            f"{MAX_ABS_RADIANS:g} rad are not poses (an optimizer that diverged?): wrap the angles, e.g. with "
+            "poseprior.formats.rotations, or check the optimization"
         )
     return x
 

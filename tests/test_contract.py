@@ -365,12 +365,31 @@ def test_invalid_options_are_refused(name: str) -> None:
             poseprior.create(name, **{**kwargs, key: value})
 
 
-def test_finite_values_whose_sum_overflows_are_accepted() -> None:
-    # The NaN/inf check sums first; a sum that overflows falls back to the per-element check.
-    from poseprior._checks import check_pose
+def test_values_beyond_the_accepted_range_are_refused_clearly() -> None:
+    """Issue 15: |values| >= 1e19 gave -inf and NaN gradients; values beyond MAX_ABS_RADIANS are now a
+    clear error, NaN and inf another (one reduction finds all three)."""
+    from poseprior._checks import MAX_ABS_RADIANS, check_pose
 
-    x = torch.full((2, 1, 3), 3e38)
+    x = torch.full((2, 1, 3), MAX_ABS_RADIANS)
     assert check_pose(x, ONE_JOINT, "here") is x
+    for huge in (2 * MAX_ABS_RADIANS, 1e19, 3e38):
+        y = x.clone()
+        y[1, 0, 2] = -huge
+        with pytest.raises(ValueCheckError, match=r"values up to .* rad \(first such flattened batch indices: \[1\]\)"):
+            check_pose(y, ONE_JOINT, "here")
     x[1, 0, 2] = float("inf")
     with pytest.raises(ValueCheckError, match=r"NaN or inf \(first bad flattened batch indices: \[1\]\)"):
         check_pose(x, ONE_JOINT, "here")
+
+
+@names
+def test_finite_at_the_largest_accepted_values(name: str) -> None:
+    from poseprior._checks import MAX_ABS_RADIANS
+
+    prior, _ = fitted(name, torch.float32)
+    x = torch.full((2, *prior.event_shape), MAX_ABS_RADIANS)
+    x[1] *= -1
+    x.requires_grad_(True)
+    lp = prior.log_prob(x)
+    (g,) = torch.autograd.grad(lp.sum(), x)
+    assert torch.isfinite(lp).all() and torch.isfinite(g).all()
