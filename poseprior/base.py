@@ -16,8 +16,8 @@ the checkpoint:
 - **anatomical**: real degrees of freedom that the training data moves less than their floor
   (:func:`~poseprior.formats.ranges.value_floors`: a knee's twist, an elbow's off-hinge rotation,
   the collars of a capture that froze them). Each gets an independent Gaussian centred on its
-  training mean with standard deviation :math:`\max(\mathrm{std}, \mathrm{floor})`, the spread
-  anatomy allows, so a knee twisted 45 degrees costs tens of nats and one twisted 2 degrees almost
+  training mean with standard deviation :math:`\max(\mathrm{std}, \mathrm{spread})`, the spread
+  anatomy allows (:func:`~poseprior.formats.ranges.value_spreads`), so a knee twisted 45 degrees costs tens of nats and one twisted 2 degrees almost
   nothing, whatever the training data showed.
 - **learned**: every other value, modelled by the prior's own model (:meth:`_log_prob`).
 
@@ -60,7 +60,7 @@ from .amass import PoseData
 from .errors import CheckpointError, NotInitializedError, ShapeError
 from .formats.adapters import mirror_pose
 from .formats.layouts import LAYOUTS, JointLayout, get_layout
-from .formats.ranges import value_floors
+from .formats.ranges import value_floors, value_spreads
 from .nn.independent import IndependentGaussian
 from .values import decide_values, flat_indices, value_masks
 
@@ -205,6 +205,11 @@ class PosePrior(nn.Module, abc.ABC):
     def anatomical_names(self) -> list[str]:
         """The values with an anatomical density, as ``"joint.axis"`` strings, e.g. ``"left_knee.y"``."""
         return self._names(self.present & ~self.learned)
+
+    def spreads(self) -> Tensor:
+        r"""The anatomical spread of every value in radians, with shape :math:`(J, 3)`: the standard
+        deviation an anatomical value gets when its training data moved it less (at least :meth:`floors`)."""
+        return torch.maximum(value_spreads(self.layout).to(self.data_mean), self.floors())
 
     def floors(self) -> Tensor:
         r"""The floor of every value in radians, with shape :math:`(J, 3)`: the anatomical table, at least ``min_std``."""
@@ -446,8 +451,8 @@ class PosePrior(nn.Module, abc.ABC):
         self.present.copy_(present)
         self.learned.copy_(learned)
         self._dim, self._model_dim = int(present.sum()), int(learned.sum())
-        # Before any data: the anatomical values N(0, floor^2), the broad component N(0, I).
-        self.anatomy.set(self.data_mean, self.floors().reshape(-1), present & ~learned)
+        # Before any data: the anatomical values N(0, spread^2), the broad component N(0, I).
+        self.anatomy.set(self.data_mean, self.spreads().reshape(-1), present & ~learned)
         if self.broad is not None:
             self.broad.set(self.data_mean, torch.ones_like(self.data_mean), learned)
 
@@ -466,7 +471,7 @@ class PosePrior(nn.Module, abc.ABC):
         mean, std = flat.mean(0), flat.std(0)
         self.data_mean.copy_(mean)
         anat = self.present & ~self.learned
-        self.anatomy.set(mean, torch.maximum(std, self.floors().reshape(-1).double()), anat)
+        self.anatomy.set(mean, torch.maximum(std, self.spreads().reshape(-1).double()), anat)
         if self.broad is not None:
             self.broad.set(mean, std.clamp_min(self.min_std) * self.broad_scale, self.learned)
         self._initialize(x)

@@ -15,7 +15,7 @@ import torch
 
 import poseprior
 from poseprior import JointLayout, PosePrior
-from poseprior.formats.ranges import value_floors
+from poseprior.formats.ranges import value_floors, value_spreads
 
 # name -> (constructor kwargs, fit options). Every registered prior must appear here.
 TINY_CONFIGS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
@@ -89,12 +89,14 @@ def fitted(
 def anatomical_log_prob(prior: PosePrior, data: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """Reference (N,) log-density of the anatomical values of poses x (N, J, 3), from the training data.
 
-    Every anatomical value of ``prior`` gets N(training mean, max(training std, floor)^2), the floor
-    from :func:`~poseprior.formats.ranges.value_floors` and at least ``min_std``.
+    Every anatomical value of ``prior`` gets N(training mean, max(training std, spread)^2), the spread
+    from :func:`~poseprior.formats.ranges.value_spreads`, at least the floor
+    (:func:`~poseprior.formats.ranges.value_floors`) and ``min_std``.
     """
     v, flat = data.reshape(len(data), -1), x.reshape(len(x), -1)
     floors = value_floors(prior.layout).reshape(-1).clamp_min(prior.min_std).to(v)
-    normal = torch.distributions.Normal(v.mean(0), torch.maximum(v.std(0), floors))
+    spreads = torch.maximum(value_spreads(prior.layout).reshape(-1).to(v), floors)
+    normal = torch.distributions.Normal(v.mean(0), torch.maximum(v.std(0), spreads))
     return normal.log_prob(flat)[:, prior.present & ~prior.learned].sum(-1)
 
 

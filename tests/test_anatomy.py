@@ -92,6 +92,17 @@ def test_the_floors_follow_the_ranges() -> None:
             expected = (hi - lo) / 4 if (name, axis) in MINOR_DOFS else DEFAULT_FLOOR_DEG
             assert float(floors[j, axis]) == pytest.approx(expected)
     assert float(torch.rad2deg(value_floors("left_hand")).max()) == pytest.approx(DEFAULT_FLOOR_DEG)
+    # The spread of a value the data froze: a quarter of its range for every body value (the same
+    # as the floor for the minor degrees of freedom), the default elsewhere.
+    from poseprior.formats.ranges import value_spreads
+
+    spreads = torch.rad2deg(value_spreads("body"))
+    for j, name in enumerate(BODY.joints):
+        for axis in range(3):
+            lo, hi = BODY_RANGES_DEG[name][axis]
+            assert float(spreads[j, axis]) == pytest.approx((hi - lo) / 4)
+    assert bool((spreads >= floors - 1e-9).all())
+    assert float(torch.rad2deg(value_spreads("left_hand")).max()) == pytest.approx(DEFAULT_FLOOR_DEG)
 
 
 def test_d_is_the_same_whatever_the_training_data(shipped) -> None:

@@ -55,7 +55,7 @@ def test_the_anatomical_value_multiplies_both_components(name: str) -> None:
     # from it (where the broad component dominates the mixture).
     prior, data = fitted(name, broad_weight=W)
     j, a = CONSTANT_VALUE
-    floor = float(prior.floors()[j, a])
+    floor = float(prior.spreads()[j, a])
     x = torch.cat([data[:5], data[:5] + 1.0])
     x[:, j, a] = 0.25  # (the shift above moved it too)
     moved = x.clone()
@@ -87,7 +87,7 @@ def test_mixture_samples_are_reproducible_keep_excluded_values_and_draw_anatomic
     torch.testing.assert_close(s[:, 1, 1], data[:, 1, 1].mean().expand(2000))  # the training mean
     # Both components' samples get the anatomical value from N(0.25, floor^2).
     j, k = CONSTANT_VALUE
-    floor = float(prior.floors()[j, k])
+    floor = float(prior.spreads()[j, k])
     assert abs(float(s[:, j, k].std()) / floor - 1) < 0.1 and abs(float(s[:, j, k].mean()) - 0.25) < 0.01
     x, lp = prior.sample_and_log_prob(6, generator=torch.Generator().manual_seed(4))
     torch.testing.assert_close(lp, prior.log_prob(x))
@@ -152,7 +152,7 @@ def test_an_unfitted_prior_is_a_proper_density() -> None:
     prior = prior.double()
     assert prior.dim == 2 and prior.model_dim == 1
     x = torch.tensor([[[0.3, -0.2, 7.0]]], dtype=torch.float64)
-    floor = float(prior.floors()[0, 1])
+    floor = float(prior.spreads()[0, 1])
     std_normal = torch.distributions.Normal(0.0, 1.0)
     torch.testing.assert_close(prior.broad.log_prob(x.reshape(1, 3))[0], std_normal.log_prob(x[0, 0, 0]))
     expected = std_normal.log_prob(x[0, 0, 0]) + torch.distributions.Normal(0.0, floor).log_prob(x[0, 0, 1])

@@ -205,7 +205,7 @@ def test_anatomical_value(name: str) -> None:
     """The value constant in the data gets N(mean, floor^2): exact costs, a gradient back to the mean."""
     prior, data = fitted(name)
     j, a = CONSTANT_VALUE
-    floor = float(prior.floors()[j, a])
+    floor = float(prior.spreads()[j, a])
     assert floor >= prior.min_std
     x = data[:10].clone()
     base = prior.log_prob(x)

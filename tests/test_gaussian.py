@@ -67,7 +67,7 @@ def test_constant_values_are_excluded_or_anatomical_not_infinite(
     # The density is a Gaussian fitted to the learned values alone times the collar's N(0.1, floor^2).
     flat = x.reshape(500, -1)
     ref = MultivariateNormal(prior.loc, scale_tril=prior._tril()).log_prob(flat[:, prior.learned])
-    floors = prior.floors()[collar]
+    floors = prior.spreads()[collar]
     ref = ref + torch.distributions.Normal(0.1, floors).log_prob(x[:, collar]).sum(-1)
     torch.testing.assert_close(lp, ref)
     # Excluded values carry no density; anatomical ones do.
@@ -109,7 +109,7 @@ def test_variance_floor_bounds_the_cost_of_off_axis_motion(gen: torch.Generator)
         default = GaussianPrior("body", covariance=covariance, min_std=1e-6).double().fit(x, mirror=False)
         knee_values = [n for n in default.anatomical_names() if n.startswith("left_knee")]
         assert knee_values == ["left_knee.y", "left_knee.z"] and default.dim == 63
-        floor = float(default.floors()[knee, 1])
+        floor = float(default.spreads()[knee, 1])
         assert floor == pytest.approx(math.radians(5.0))
         cost = default.log_prob(x[:200]) - default.log_prob(moved)
         expected = 0.5 * ((x[:200, knee, 1] + two_degrees - x[:, knee, 1].mean()) ** 2

@@ -301,7 +301,7 @@ def test_frozen_prior_fused_path_equals_the_module_path(standardize: str, dtype:
     (grad,) = torch.autograd.grad(lp.sum(), x)
     torch.testing.assert_close(lp, expected, **tol)
     torch.testing.assert_close(grad, expected_grad, **tol)
-    floor = float(prior.floors()[0, 2])  # the anatomical value: the gradient of its own Gaussian
+    floor = float(prior.spreads()[0, 2])  # the anatomical value: the gradient of its own Gaussian
     torch.testing.assert_close(grad[:, 0, 2], -(x[:, 0, 2] - 0.25).detach() / floor**2, **tol)
     with torch.no_grad():
         torch.testing.assert_close(prior.log_prob(data), _plain_log_prob(prior, data), **tol)

@@ -25,14 +25,18 @@ which capture pipelines often freeze but people move, have these sources:
   with standard deviations of 0.06-0.27 rad.
 - foot (toes) y/z: +-10 / +-15 deg (the toes' sideways motion is small).
 
-**Floors** (:func:`value_floors`). The smallest spread a prior may give a value: a value whose
-standard deviation in the training data is below its floor is not learned from the data but gets
-an independent Gaussian with the floor as its standard deviation (see
-:class:`~poseprior.PosePrior`). For the minor degrees of freedom the floor is a quarter of the
-range's width (the range spans +-2 floors, about 95% of a Gaussian): knee y/z 5 deg, elbow x
-15 deg, elbow z 7.5 deg, collars 10 deg, toes y/z 5 / 7.5 deg. Every other value, including every
-joint outside the body (fingers, jaw, eyes, the root), gets :data:`DEFAULT_FLOOR_DEG`, the order of
-the joint-angle error of motion capture: it only matters where training data barely moves a value.
+**Floors and spreads.** A value whose standard deviation in the training data is below its
+*floor* (:func:`value_floors`) is not learned from the data but gets an independent Gaussian
+whose standard deviation is its *spread* (:func:`value_spreads`), at least the floor and the
+training standard deviation (see :class:`~poseprior.PosePrior`). For the minor degrees of freedom
+the floor and the spread are both a quarter of the range's width (the range spans +-2 standard
+deviations, about 95% of a Gaussian): knee y/z 5 deg, elbow x 15 deg, elbow z 7.5 deg, collars
+10 deg, toes y/z 5 / 7.5 deg. Every other value has the floor :data:`DEFAULT_FLOOR_DEG` (3 deg,
+the order of the joint-angle error of motion capture: a value moving less than that was not
+captured) and, if the training data froze it (a rig without a second spine joint, a hand that
+does not follow the forearm), the spread a quarter of its range's width too: the spread anatomy
+allows, not the capture's. Joints without a tabulated range (fingers, jaw, eyes, the root) use
+:data:`DEFAULT_FLOOR_DEG` for both.
 
 The ranges are not joint limits for an optimizer: use them to test priors, not to clamp poses.
 """
@@ -98,6 +102,20 @@ def value_floors(layout: str | JointLayout = "body") -> Tensor:
     return floors * (math.pi / 180.0)
 
 
+def value_spreads(layout: str | JointLayout = "body") -> Tensor:
+    r"""The anatomical spread of every value of ``layout`` in radians, with shape :math:`(J, 3)`.
+
+    A quarter of the value's range width for the body joints, :data:`DEFAULT_FLOOR_DEG` for joints
+    without a tabulated range (see the module docs).
+    """
+    layout = get_layout(layout)
+    spreads = torch.full((len(layout), 3), DEFAULT_FLOOR_DEG, dtype=torch.float64)
+    for j, joint in enumerate(layout.joints):
+        if joint in BODY_RANGES_DEG:
+            spreads[j] = torch.tensor([(hi - lo) / 4.0 for lo, hi in BODY_RANGES_DEG[joint]], dtype=torch.float64)
+    return spreads * (math.pi / 180.0)
+
+
 def joint_ranges(layout: str | JointLayout = "body") -> tuple[Tensor, Tensor]:
     r"""The lower and upper bounds in radians, each with shape :math:`(J, 3)`, of ``layout``'s joints.
 
@@ -151,4 +169,4 @@ def uniform_poses(
 
 
 __all__ = ["BODY_RANGES_DEG", "DEFAULT_FLOOR_DEG", "MINOR_DOFS", "joint_ranges", "plausible", "uniform_poses",
-           "value_floors"]
+           "value_floors", "value_spreads"]
