@@ -19,6 +19,7 @@ from poseprior import JointLayout, PosePrior
 # name -> (constructor kwargs, fit options). Every registered prior must appear here.
 TINY_CONFIGS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "gaussian": ({"layout": "left_hand"}, {}),
+    "gmm": ({"layout": "left_hand", "n_components": 3}, {}),
     "global_flow": (
         {"layout": "left_hand", "blocks": 2, "hidden_features": 16, "residual_blocks": 1},
         {"epochs": 15, "batch_size": 100},
