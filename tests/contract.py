@@ -29,6 +29,10 @@ TINY_CONFIGS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
         {"epochs": 40, "batch_size": 100},
     ),
     "joint_flow": ({"layout": "left_hand", "num_bins": 4, "hidden": 16, "layers": 1}, {"epochs": 3, "batch_size": 100}),
+    "vae": (
+        {"layout": "left_hand", "latent_dim": 4, "hidden_features": 32, "num_samples": 16},
+        {"epochs": 40, "batch_size": 100},
+    ),
 }
 
 ONE_JOINT = JointLayout("one_joint", ("left_shoulder",), (-1,))

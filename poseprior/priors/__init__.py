@@ -5,5 +5,6 @@ from .global_flow import GlobalFlowPrior
 from .gmm import GMMPrior
 from .hand_vae import HandVAEPrior
 from .joint_flow import JointFlowPrior
+from .vae import VAEPrior
 
-__all__ = ["GMMPrior", "GaussianPrior", "GlobalFlowPrior", "HandVAEPrior", "JointFlowPrior"]
+__all__ = ["GMMPrior", "GaussianPrior", "GlobalFlowPrior", "HandVAEPrior", "JointFlowPrior", "VAEPrior"]
