@@ -537,3 +537,17 @@ def _eval_mode(prior: PosePrior | None) -> Iterator[None]:
         yield
     finally:
         prior.train(was_training)
+
+
+
+# ---------------------------------------------------------------------------------- latent space
+__all__ += ["LatentFitResult", "fit_to_joints_latent"]  # noqa: F822  (see __getattr__)
+
+
+def __getattr__(name: str) -> object:
+    """Latent-space fitting lives in :mod:`poseprior._latentfit` (imported on first use), part of this API."""
+    if name in ("LatentFitResult", "fit_to_joints_latent"):
+        from . import _latentfit
+
+        return getattr(_latentfit, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -20,6 +20,7 @@ from poseprior.formats.ranges import value_floors, value_spreads
 # name -> (constructor kwargs, fit options). Every registered prior must appear here.
 TINY_CONFIGS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "gaussian": ({"layout": "left_hand"}, {}),
+    "gmm": ({"layout": "left_hand", "n_components": 3}, {}),
     "global_flow": (
         {"layout": "left_hand", "blocks": 2, "hidden_features": 16, "residual_blocks": 1},
         {"epochs": 15, "batch_size": 100},
@@ -29,6 +30,10 @@ TINY_CONFIGS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
         {"epochs": 40, "batch_size": 100},
     ),
     "joint_flow": ({"layout": "left_hand", "num_bins": 4, "hidden": 16, "layers": 1}, {"epochs": 3, "batch_size": 100}),
+    "vae": (
+        {"layout": "left_hand", "latent_dim": 4, "hidden_features": 32, "num_samples": 16},
+        {"epochs": 40, "batch_size": 100},
+    ),
 }
 
 ONE_JOINT = JointLayout("one_joint", ("left_shoulder",), (-1,))

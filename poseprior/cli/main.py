@@ -16,7 +16,10 @@ from importlib import import_module
 
 from ..errors import PosePriorError
 
-COMMANDS = ("list", "demo", "train", "eval", "sample", "convert", "export", "bench")
+COMMANDS = (
+    "list", "demo", "train", "eval", "sample", "convert", "export", "bench",
+    "import_vposer", "import_smplify_gmm",
+)  # fmt: skip
 """The command modules of :mod:`poseprior.cli`, one per command."""
 
 

@@ -49,6 +49,12 @@ e^{2\rho_i}}` with a learned :math:`\rho_i`, so :math:`s_i \geq` ``min_std``. Th
 is a continuous mixture of Gaussians that are all at least that wide, so a pose moved 2 degrees off
 a direction the data never moves along costs a few nats, not thousands.
 
+**Bounded encoder.** The encoder's mean and log-scale are the identity on the ranges trained
+encoders use and saturate smoothly beyond (:mod:`poseprior.priors._vae`), so ``log_prob``, its
+gradient and Hessian-vector products stay finite for any finite pose (tested up to 50 rad).
+The machinery (encoder, decoder, bounds, estimate, training loss) is shared with the body
+:class:`~poseprior.priors.vae.VAEPrior`.
+
 **Hands and conventions.** Poses are *flat-relative* (the rotation from the flat, open hand; what
 AMASS stores and ``smplx`` takes with ``flat_hand_mean=True``) unless the prior is built with
 ``hand_convention="mean_relative"`` (offsets from the MANO mean hand, ``smplx``'s default). The
@@ -78,53 +84,32 @@ References:
     (VPoser), CVPR 2019.
     Zhou et al., *On the Continuity of Rotation Representations in Neural Networks*, CVPR 2019.
 """
-
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any, Literal
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from .._rng import randn
-from ..base import PosePrior
-from ..errors import ShapeError, ValueCheckError
+from ..errors import ShapeError
 from ..formats import adapters
 from ..formats.layouts import HAND_JOINT_NAMES, JointLayout
-from ..formats.rotations import (
-    axis_angle_to_matrix,
-    axis_angle_to_rot6d,
-    geodesic_angle,
-    matrix_to_axis_angle,
-    rot6d_to_matrix,
-)
-from ..nn.mlp import MLP
 from ..registry import register_prior
 from ..synthetic import synthetic_hand_poses
+from ._vae import Objective, VAEBase, positive_int
 
 __all__ = ["HandVAEPrior", "synthetic_hand_poses"]
 
 HandConvention = Literal["flat", "mean_relative"]
-Objective = Literal["elbo", "iwae"]
 
 _LEFT = tuple(f"left_{j}" for j in HAND_JOINT_NAMES)
 _RIGHT = tuple(f"right_{j}" for j in HAND_JOINT_NAMES)
 _HAND_LAYOUTS = {_LEFT: "left", _RIGHT: "right", _LEFT + _RIGHT: "both"}
-_LOG_2PI = math.log(2.0 * math.pi)
-# Rows (pose x hand x draw) decoded at once: bounds the memory of log_prob on large batches.
-_CHUNK_ROWS = 8192
-
-
-def _positive_int(name: str, value: object) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"HandVAEPrior: {name} must be a positive int, got {value!r}")
-    return value
 
 
 @register_prior("hand_vae")
-class HandVAEPrior(PosePrior):
+class HandVAEPrior(VAEBase):
     r"""Creates a VAE prior over hand poses whose ``log_prob`` is an IWAE estimate.
 
     See the module documentation for the model, the estimate, its determinism, the variance floor
@@ -158,7 +143,6 @@ class HandVAEPrior(PosePrior):
         (torch.Size([3]), False)
     """
 
-    has_exact_log_prob = False
     default_layout = "left_hand"
     fit_defaults = {"epochs": 100, "batch_size": 256, "lr": 1e-3, "weight_decay": 0.0, "patience": 10}
     """Adam (:func:`~poseprior._fitloop.fit_adam`) on ``training_loss``: 100 epochs of batches of 256,
@@ -185,19 +169,11 @@ class HandVAEPrior(PosePrior):
     ) -> None:
         super().__init__(layout, min_std=min_std, exclude=exclude, anatomical=anatomical,
                          broad_weight=broad_weight, broad_scale=broad_scale)
-        self.latent_dim = _positive_int("latent_dim", latent_dim)
-        self.hidden_features = _positive_int("hidden_features", hidden_features)
-        self.num_layers = _positive_int("num_layers", num_layers)
-        self.num_samples = _positive_int("num_samples", num_samples)
-        self.train_samples = _positive_int("train_samples", train_samples)
+        self.num_layers = positive_int("HandVAEPrior", "num_layers", num_layers)
         if hand_convention not in ("flat", "mean_relative"):
             raise ValueError(
                 f"HandVAEPrior: hand_convention must be 'flat' or 'mean_relative', got {hand_convention!r}"
             )
-        if objective not in ("elbo", "iwae"):
-            raise ValueError(f"HandVAEPrior: objective must be 'elbo' or 'iwae', got {objective!r}")
-        if not isinstance(seed, int) or isinstance(seed, bool):
-            raise ValueError(f"HandVAEPrior: seed must be an int, got {seed!r}")
         if not isinstance(mirror, bool):
             raise ValueError(f"HandVAEPrior: mirror must be a bool, got {mirror!r}")
         if mirror and _HAND_LAYOUTS.get(self.layout.joints) != "both":
@@ -214,83 +190,16 @@ class HandVAEPrior(PosePrior):
             )
         self.mirror = mirror
         self.hand_convention = hand_convention
-        self.objective = objective
-        self.seed = seed
-        # The modules see every value of a hand (excluded ones at their constants), so no shape
-        # depends on D and the base class's _rebuild hook has nothing to do.
-        self._slots = 2 if mirror else 1
-        self._joints = len(self.layout) // self._slots
-        width = 3 * self._joints
-        # Both networks start with a zero last layer: q(z|x) starts at the prior and the decoder at
-        # the mean pose, so the first steps fit the average before the latent structure.
-        self.encoder = MLP(width, 2 * latent_dim, hidden_features, num_layers, zero_last=True)
-        self.decoder = MLP(latent_dim, 6 * self._joints, hidden_features, num_layers, zero_last=True)
-        # rho of the per-value decoder std s = sqrt(min_std^2 + exp(2 rho)); starts at ~0.1 rad.
-        self.log_std = nn.Parameter(torch.full((width,), math.log(0.1)))
-        # Data statistics set by the first fit (or initialize): the encoder's input standardization
-        # and the decoder's base rotation (the mean pose). Before that: identity and flat hand.
-        self.register_buffer("input_loc", torch.zeros(width))
-        self.register_buffer("input_scale", torch.ones(width))
-
-    # ------------------------------------------------------------------ description
-    @property
-    def latent_shape(self) -> torch.Size:
-        r"""The shape of one pose's latent code: :math:`(L,)`, or :math:`(2, L)` with ``mirror``."""
-        return torch.Size((self._slots, self.latent_dim) if self.mirror else (self.latent_dim,))
-
-    def extra_repr(self) -> str:
-        return (
-            f"{super().extra_repr()}, latent_dim={self.latent_dim}, num_samples={self.num_samples}, "
-            f"mirror={self.mirror}, hand_convention={self.hand_convention!r}"
+        self._build(
+            latent_dim=latent_dim, hidden_features=hidden_features, encoder_layers=num_layers,
+            decoder_layers=num_layers, num_samples=num_samples, objective=objective,
+            train_samples=train_samples, seed=seed, slots=2 if mirror else 1,
         )
 
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, mirror={self.mirror}, hand_convention={self.hand_convention!r}"
+
     # ------------------------------------------------------------------ public API
-    def log_prob(self, x: Tensor) -> Tensor:
-        r"""IWAE estimate of the log-density, with :math:`K` = ``num_samples`` and the fixed ``seed``.
-
-        Not the exact log-density (``has_exact_log_prob`` is ``False``): see the module docs.
-        Deterministic and differentiable with respect to ``x`` and the parameters.
-
-        Arguments:
-            x: Axis-angle poses with shape :math:`(*, J, 3)`.
-
-        Returns:
-            The estimate over the modelled values, with shape :math:`(*)`.
-        """
-        return super().log_prob(x)
-
-    def iwae(self, x: Tensor, num_samples: int | None = None, seed: int | None = None) -> Tensor:
-        r"""The importance-weighted estimate of :math:`\log p(x)` with any :math:`K` and seed.
-
-        Arguments:
-            x: Axis-angle poses with shape :math:`(*, J, 3)`.
-            num_samples: :math:`K`; ``None`` means ``self.num_samples``.
-            seed: The seed of the draws; ``None`` means ``self.seed``.
-
-        Returns:
-            The estimate with shape :math:`(*)`.
-        """
-        x, batch = self._flat(x, "iwae")
-        k = self.num_samples if num_samples is None else _positive_int("iwae num_samples", num_samples)
-        return self._bound(x, "iwae", k, self.seed if seed is None else seed).reshape(batch)
-
-    def elbo(self, x: Tensor, num_samples: int | None = None, seed: int | None = None) -> Tensor:
-        r"""The evidence lower bound :math:`E_q[\log p(x \mid z)] - \mathrm{KL}(q(z \mid x) \,\|\, p(z))`.
-
-        The KL term is in closed form; the expectation is averaged over ``num_samples`` draws.
-
-        Arguments:
-            x: Axis-angle poses with shape :math:`(*, J, 3)`.
-            num_samples: The number of draws; ``None`` means ``self.num_samples``.
-            seed: The seed of the draws; ``None`` means ``self.seed``.
-
-        Returns:
-            The ELBO with shape :math:`(*)`.
-        """
-        x, batch = self._flat(x, "elbo")
-        k = self.num_samples if num_samples is None else _positive_int("elbo num_samples", num_samples)
-        return self._bound(x, "elbo", k, self.seed if seed is None else seed).reshape(batch)
-
     def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
         r"""The mean and standard deviation of :math:`q(z \mid x)`.
 
@@ -304,84 +213,6 @@ class HandVAEPrior(PosePrior):
         x, batch = self._flat(x, "encode")
         loc, scale = self._encode(self._hands(x))
         return loc.reshape(*batch, *self.latent_shape), scale.reshape(*batch, *self.latent_shape)
-
-    def decode(self, z: Tensor) -> Tensor:
-        r"""The decoded mean pose :math:`\mu(z)`, the values it does not learn at their training means.
-
-        Differentiable with respect to ``z``: fitting a pose as ``decode(z)`` with the penalty
-        ``z.pow(2).sum(-1)`` is how VPoser is used in SMPLify-X.
-
-        Arguments:
-            z: Latent codes with shape :math:`(*, L)`, or :math:`(*, 2, L)` with ``mirror``.
-
-        Returns:
-            Axis-angle poses with shape :math:`(*, J, 3)`.
-        """
-        ref = self.log_std
-        shape = tuple(self.latent_shape)
-        if (
-            not isinstance(z, Tensor)
-            or z.dim() < len(shape)
-            or tuple(z.shape[z.dim() - len(shape) :]) != shape
-        ):
-            got = tuple(z.shape) if isinstance(z, Tensor) else type(z).__name__
-            hint = "; with mirror=True each pose has one code per hand" if self.mirror else ""
-            raise ShapeError(
-                "HandVAEPrior.decode: expected latent codes with shape "
-                f"(*batch, {', '.join(map(str, shape))}), got {got}{hint}"
-            )
-        if z.device != ref.device or not z.is_floating_point():
-            raise ValueCheckError(
-                f"HandVAEPrior.decode: expected a floating-point tensor on {ref.device}, "
-                f"got {z.dtype} on {z.device}"
-            )
-        batch = z.shape[: z.dim() - len(shape)]
-        z = z.to(ref.dtype).reshape(-1, self._slots, self.latent_dim)
-        mean = torch.where(self._mask(), self._decode_mean(z), self._constants())
-        return self._unhands(mean).reshape(*batch, *self.event_shape)
-
-    def reconstruction_error(self, x: Tensor, metric: Literal["geodesic", "abs"] = "geodesic") -> Tensor:
-        r"""How far ``decode(encode(x).loc)`` is from ``x``, in radians.
-
-        Arguments:
-            x: Axis-angle poses with shape :math:`(*, J, 3)`.
-            metric: ``"geodesic"``: the mean over joints of the rotation angle between the input
-                and reconstructed joint rotations (joints with at least one learned value);
-                ``"abs"``: the mean absolute difference over the learned values.
-
-        Returns:
-            The error per pose, with shape :math:`(*)`.
-        """
-        if metric not in ("geodesic", "abs"):
-            raise ValueError(
-                f"HandVAEPrior.reconstruction_error: metric must be 'geodesic' or 'abs', got {metric!r}"
-            )
-        x, batch = self._flat(x, "reconstruction_error")
-        loc, _ = self._encode(self._hands(x))
-        rec = self.decode(loc.reshape(-1, *self.latent_shape))
-        if metric == "abs":
-            err = (rec - x).abs().reshape(x.shape[0], -1)[:, self.learned].mean(-1)
-        else:
-            joints = self.learned_mask.any(-1)
-            angle = geodesic_angle(axis_angle_to_matrix(x[:, joints]), axis_angle_to_matrix(rec[:, joints]))
-            err = angle.mean(-1)
-        return err.reshape(batch)
-
-    def latent_penalty(self, x: Tensor) -> Tensor:
-        r"""The squared norm of the posterior mean, :math:`\lVert m(x) \rVert^2`, summed over hands.
-
-        A regularizer for fitting poses directly in pose space, in the spirit of VPoser's latent
-        norm penalty (small codes are typical poses). Differentiable with respect to ``x``.
-
-        Arguments:
-            x: Axis-angle poses with shape :math:`(*, J, 3)`.
-
-        Returns:
-            The penalty with shape :math:`(*)`.
-        """
-        x, batch = self._flat(x, "latent_penalty")
-        loc, _ = self._encode(self._hands(x))
-        return loc.pow(2).sum((-2, -1)).reshape(batch)
 
     def from_convention(self, x: Tensor, convention: HandConvention, *, mean: Tensor | None = None) -> Tensor:
         r"""Converts hand poses given in ``convention`` to this prior's ``hand_convention``.
@@ -407,124 +238,22 @@ class HandVAEPrior(PosePrior):
         return self._convert(x, self.hand_convention, convention, mean, "to_convention")
 
     @classmethod
-    def upgrade_checkpoint(cls, version: int, config: dict[str, Any], state: dict[str, Tensor]) -> tuple[dict, dict]:
+    def upgrade_checkpoint(
+        cls, version: int, config: dict[str, Any], state: dict[str, Tensor]
+    ) -> tuple[dict, dict]:
         """Version 1 had its own ``stats_initialized`` flag; it is the base class's ``initialized`` now."""
         config, state = super().upgrade_checkpoint(version, config, state)
         state = dict(state)
         state["initialized"] = state.pop("stats_initialized")
         return config, state
 
-    # ------------------------------------------------------------------ hooks
-    def _log_prob(self, x: Tensor) -> Tensor:
-        return self._bound(x, "iwae", self.num_samples, self.seed)
-
-    def _training_loss(self, x: Tensor, generator: torch.Generator | None) -> Tensor:
-        xh = self._hands(x)
-        loc, scale = self._encode(xh)
-        if not self.training:
-            # Validation: draws seeded by `seed`, so the loss is deterministic. Unlike log_prob's
-            # they differ between poses: a draw shared by the whole batch would not average out
-            # and would make early stopping chase its noise.
-            generator = torch.Generator(device=loc.device).manual_seed(self.seed)
-        eps = randn((*loc.shape[:-1], self.train_samples, self.latent_dim), generator, loc)
-        return -self._combine(xh, loc, scale, eps, self.objective).mean()
-
-    def _sample(self, n: int, generator: torch.Generator | None) -> Tensor:
-        z = randn((n, self._slots, self.latent_dim), generator, self.log_std)
-        noise = randn((n, self._slots, 3 * self._joints), generator, self.log_std)
-        y = self._decode_mean(z) + self._std() * noise
-        return self._unhands(torch.where(self._mask(), y, self._constants()))
-
-    def _initialize(self, x: Tensor) -> None:
-        r"""Sets the encoder's input standardization and the decoder's base pose from data.
-
-        ``fit`` calls it on its first call; calling :meth:`~poseprior.PosePrior.initialize`
-        explicitly sets them again. Values are standardized with ``scale = max(std, min_std)``.
-        """
-        xe = torch.where(self._mask(), self._hands(x), self._constants()).reshape(-1, 3 * self._joints)
-        with torch.no_grad():
-            self.input_loc.copy_(xe.mean(0))
-            self.input_scale.copy_(xe.std(0).clamp_min(self.min_std))
-
     # ------------------------------------------------------------------ internals
-    def _flat(self, x: Tensor, where: str) -> tuple[Tensor, torch.Size]:
-        x = self._check(x, where)
-        return x.reshape(-1, *self.event_shape), x.shape[:-2]
-
     def _sign(self) -> Tensor:
         """(H, 1, 3): the mirroring of each hand slot (the right hand's with ``mirror``)."""
-        sign = torch.ones(self._slots, 1, 3, dtype=self.log_std.dtype, device=self.log_std.device)
+        sign = super()._sign()
         if self.mirror:
             sign[1, 0, 1:] = -1.0  # mirror_hand: (a, b, c) -> (a, -b, -c)
         return sign
-
-    def _hands(self, x: Tensor) -> Tensor:
-        """(N, J, 3) -> (N, H, 3 J/H): one row per hand slot, the right hand mirrored with ``mirror``."""
-        n = x.shape[0]
-        return (x.reshape(n, self._slots, self._joints, 3) * self._sign()).reshape(n, self._slots, -1)
-
-    def _unhands(self, y: Tensor) -> Tensor:
-        """(N, H, 3 J/H) -> (N, J, 3): the inverse of :meth:`_hands` (mirroring is an involution)."""
-        n = y.shape[0]
-        return (y.reshape(n, self._slots, self._joints, 3) * self._sign()).reshape(n, -1, 3)
-
-    def _mask(self) -> Tensor:
-        """(H, 3 J/H) bool: the learned values of each hand slot."""
-        return self.learned.reshape(self._slots, -1)
-
-    def _constants(self) -> Tensor:
-        """(1, H, 3 J/H): the training means, in the slots' frames."""
-        return self._hands(self.data_mean.to(self.log_std.dtype).reshape(1, *self.event_shape))
-
-    def _std(self) -> Tensor:
-        """(3 J/H,): the decoder's per-value standard deviation, at least ``min_std``."""
-        return torch.sqrt(self.min_std**2 + torch.exp(2.0 * self.log_std))
-
-    def _encode(self, xh: Tensor) -> tuple[Tensor, Tensor]:
-        """(N, H, W) -> loc, scale (N, H, L). The values it does not learn are replaced by their means."""
-        xe = torch.where(self._mask(), xh, self._constants())
-        h = self.encoder((xe - self.input_loc) / self.input_scale)
-        loc, log_scale = h.chunk(2, dim=-1)
-        return loc, log_scale.exp()
-
-    def _decode_mean(self, z: Tensor) -> Tensor:
-        """(..., L) -> (..., 3 J/H): 6D per joint (offset from the mean pose's) -> matrix -> axis-angle."""
-        base = axis_angle_to_rot6d(self.input_loc.reshape(self._joints, 3))
-        d6 = self.decoder(z).unflatten(-1, (self._joints, 6)) + base
-        return matrix_to_axis_angle(rot6d_to_matrix(d6)).flatten(-2)
-
-    def _combine(self, xh: Tensor, loc: Tensor, scale: Tensor, eps: Tensor, kind: str) -> Tensor:
-        r"""The bound per pose (N,), from draws ``eps`` with shape (K, L) or (N, H, K, L)."""
-        z = loc.unsqueeze(-2) + scale.unsqueeze(-2) * eps  # (N, H, K, L)
-        std = self._std()
-        resid = (xh.unsqueeze(-2) - self._decode_mean(z)) / std
-        terms = -0.5 * resid.pow(2) - std.log() - 0.5 * _LOG_2PI
-        log_lik = torch.where(self._mask().unsqueeze(-2), terms, 0.0).sum(-1)  # (N, H, K)
-        if kind == "elbo":
-            kl = 0.5 * (loc.pow(2) + scale.pow(2) - 1.0).sum(-1) - scale.log().sum(-1)
-            per_hand = log_lik.mean(-1) - kl
-        else:
-            log_pz = -0.5 * z.pow(2).sum(-1)
-            log_qz = -0.5 * eps.pow(2).sum(-1) - scale.log().sum(-1, keepdim=True)
-            k = z.shape[-2]
-            per_hand = torch.logsumexp(log_lik + log_pz - log_qz, dim=-1) - math.log(k)
-        return per_hand.sum(-1)
-
-    def _bound(self, x: Tensor, kind: str, k: int, seed: int) -> Tensor:
-        """The ELBO or IWAE bound of poses (N, J, 3) with K draws seeded by ``seed``, in chunks."""
-        ref = self.log_std
-        gen = torch.Generator(device=ref.device).manual_seed(seed)
-        # Drawn in float64 whatever the dtype, so a float32 copy of the prior uses the same draws.
-        eps = torch.randn(k, self.latent_dim, generator=gen, dtype=torch.float64, device=ref.device)
-        eps = eps.to(ref.dtype)
-        xh = self._hands(x)
-        step = max(1, _CHUNK_ROWS // (k * self._slots))
-        out = []
-        for i in range(0, xh.shape[0], step):
-            part = xh[i : i + step]
-            loc, scale = self._encode(part)
-            out.append(self._combine(part, loc, scale, eps, kind))
-        return torch.cat(out) if out else xh.new_zeros(0)
 
     def _convert(self, x: Tensor, src: str, dst: str, mean: Tensor | None, where: str) -> Tensor:
         where = f"HandVAEPrior.{where}"
