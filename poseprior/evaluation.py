@@ -110,8 +110,9 @@ def fit_prior(
         options.update(fit_options or {})
         if quick:
             options["epochs"] = QUICK_EPOCHS
-    else:
+    else:  # closed form (the generator drives e.g. the GMM's k-means++ start)
         x = train.poses_for(layout)
+        options = {"generator": generator}
     start = time.perf_counter()
     prior.fit(x, **options)
     return prior.eval(), time.perf_counter() - start
