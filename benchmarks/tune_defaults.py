@@ -54,6 +54,8 @@ VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
     "gaussian": {f"min_std={m}": {"min_std": m} for m in (0.02, 0.05, 0.1)}
     | {"diagonal": {"covariance": "diagonal"}},
     "joint_flow": {f"min_std={m}": {"min_std": m} for m in (0.02, 0.05, 0.08)},
+    "gmm": {f"min_std={m}": {"min_std": m} for m in (0.02, 0.05, 0.1)},
+    "vae": {"default": {}},
     "global_flow": {
         "v1": {},  # the 0.1.0 architecture: unbounded conditioners, log-scales up to 3, noise 0.02
         **{f"noise={n}": {**_FLOW, "noise_std": n} for n in (0.05, 0.08, 0.12)},
