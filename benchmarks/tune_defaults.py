@@ -96,13 +96,20 @@ class Scorer:
     def grid(self, x: torch.Tensor) -> dict[str, float]:
         flat = x.reshape(len(x), -1).double()
         total = torch.cat([self.prior.log_prob(c) for c in x.split(4096)]).double()
-        anat = copy.deepcopy(self.prior.anatomy).double().log_prob(flat) if self.prior.dim > self.prior.model_dim else 0.0
+        anat = (
+            copy.deepcopy(self.prior.anatomy).double().log_prob(flat)
+            if self.prior.dim > self.prior.model_dim
+            else 0.0
+        )
         model = total - anat
         out = {}
         for w in WEIGHTS:
             for s in SCALES if w > 0 else (1.0,):
-                lp = model if w == 0 else torch.logaddexp(model + math.log1p(-w),
-                                                          self._broad(s).log_prob(flat) + math.log(w))
+                lp = (
+                    model
+                    if w == 0
+                    else torch.logaddexp(model + math.log1p(-w), self._broad(s).log_prob(flat) + math.log(w))
+                )
                 out[f"w={w},s={s}"] = -float((lp + anat).mean())
         return out
 
@@ -135,9 +142,14 @@ def run_variant(name: str, kwargs: dict[str, Any], loao: bool) -> dict[str, Any]
     t0 = time.perf_counter()
     prior = fit(train)
     scorer = Scorer(prior, train.poses_for("body"))
-    res: dict[str, Any] = {"dim": prior.dim, "model_dim": prior.model_dim, "val": scorer.grid(xv),
-                           "unseen": scorer.grid(xu), "pct_pi": scorer.pct_pi(),
-                           "parameters": sum(p.numel() for p in prior.parameters())}
+    res: dict[str, Any] = {
+        "dim": prior.dim,
+        "model_dim": prior.model_dim,
+        "val": scorer.grid(xv),
+        "unseen": scorer.grid(xu),
+        "pct_pi": scorer.pct_pi(),
+        "parameters": sum(p.numel() for p in prior.parameters()),
+    }
     cross = []
     for source, target in (("cmu", xu), ("cmu_extra", xv)):
         part = _screened(load_split(sample_path(source), "train"))
@@ -170,10 +182,17 @@ def rows(results: dict[str, Any]) -> list[dict[str, Any]]:
     for variant, res in results.items():
         for key in res["val"]:
             w, s = (float(t.split("=")[1]) for t in key.split(","))
-            row = {"variant": variant, "broad_weight": w, "broad_scale": s, "key": key,
-                   **{m: res[m][key] for m in ("val", "unseen", "cross", "pct_pi")},
-                   "loao": res["loao"][key] if "loao" in res else None}
-            parts = [row["val"], row["unseen"], row["cross"]] + ([row["loao"]] if row["loao"] is not None else [])
+            row = {
+                "variant": variant,
+                "broad_weight": w,
+                "broad_scale": s,
+                "key": key,
+                **{m: res[m][key] for m in ("val", "unseen", "cross", "pct_pi")},
+                "loao": res["loao"][key] if "loao" in res else None,
+            }
+            parts = [row["val"], row["unseen"], row["cross"]] + (
+                [row["loao"]] if row["loao"] is not None else []
+            )
             row["score"] = sum(parts) / len(parts)
             out.append(row)
     return out
@@ -194,11 +213,15 @@ def render(name: str, results: dict[str, Any]) -> str:
     for r in rows(results):
         b = "**" if r is chosen or (r["variant"], r["key"]) == (chosen["variant"], chosen["key"]) else ""
         loao = f"{r['loao']:.2f}" if r["loao"] is not None else "-"
-        lines.append(f"| {name} | {r['variant']} | {r['broad_weight']:g} | {r['broad_scale']:g} | "
-                     f"{r['val']:.2f} | {r['unseen']:.2f} | {r['cross']:.2f} | {loao} | {b}{r['score']:.2f}{b} | "
-                     f"{r['pct_pi']:.3f} |")
-    lines.append(f"\nchosen for {name}: variant {chosen['variant']}, broad_weight={chosen['broad_weight']:g}, "
-                 f"broad_scale={chosen['broad_scale']:g} (score {chosen['score']:.2f})")
+        lines.append(
+            f"| {name} | {r['variant']} | {r['broad_weight']:g} | {r['broad_scale']:g} | "
+            f"{r['val']:.2f} | {r['unseen']:.2f} | {r['cross']:.2f} | {loao} | {b}{r['score']:.2f}{b} | "
+            f"{r['pct_pi']:.3f} |"
+        )
+    lines.append(
+        f"\nchosen for {name}: variant {chosen['variant']}, broad_weight={chosen['broad_weight']:g}, "
+        f"broad_scale={chosen['broad_scale']:g} (score {chosen['score']:.2f})"
+    )
     return "\n".join(lines)
 
 
@@ -208,7 +231,9 @@ def main() -> None:
     ap.add_argument("--out", default="results/tune")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--variants", nargs="*", default=None, help="a subset of the prior's variants")
-    ap.add_argument("--loao", action="store_true", help="also leave one group out (slow: ~19 fits per variant)")
+    ap.add_argument(
+        "--loao", action="store_true", help="also leave one group out (slow: ~19 fits per variant)"
+    )
     ap.add_argument("--render", default=None, help="only print the tables of the JSON files in this folder")
     args = ap.parse_args()
     if args.render:
@@ -229,8 +254,12 @@ def main() -> None:
         results = json.loads(path.read_text()) if path.is_file() else {}
         results[variant] = res
         path.write_text(json.dumps(results, indent=1) + "\n")
-        print(f"{args.prior}/{variant}: val {res['val']['w=0.0,s=1.0']:.2f} unseen {res['unseen']['w=0.0,s=1.0']:.2f} "
-              f"cross {res['cross']['w=0.0,s=1.0']:.2f} ({res['seconds']:.0f} s)", flush=True)
+        print(
+            f"{args.prior}/{variant}: val {res['val']['w=0.0,s=1.0']:.2f} "
+            f"unseen {res['unseen']['w=0.0,s=1.0']:.2f} "
+            f"cross {res['cross']['w=0.0,s=1.0']:.2f} ({res['seconds']:.0f} s)",
+            flush=True,
+        )
     print(render(args.prior, json.loads(path.read_text())))
 
 

@@ -41,7 +41,9 @@ ANATOMY_MOVES = {
     "left elbow 2 rad about x": [("left_elbow", 0, 2.0)],
     "left elbow 0.5 rad about z": [("left_elbow", 2, 0.5)],
     "left elbow 2 rad about z": [("left_elbow", 2, 2.0)],
-    "both collars +0.3 rad on every axis": [(c, a, 0.3) for c in ("left_collar", "right_collar") for a in range(3)],
+    "both collars +0.3 rad on every axis": [
+        (c, a, 0.3) for c in ("left_collar", "right_collar") for a in range(3)
+    ],
 }
 """Moves of minor degrees of freedom whose mean cost (nats) over the val poses the card reports."""
 
@@ -59,16 +61,22 @@ def anatomy_costs(prior: poseprior.PosePrior, poses: torch.Tensor) -> dict[str, 
     return out
 
 
-def tails(prior: poseprior.PosePrior, train: torch.Tensor, val: torch.Tensor, n: int = 20_000) -> dict[str, object]:
-    """Values beyond pi in ``n`` samples, and median log p along rays from the train mean through val poses."""
+def tails(
+    prior: poseprior.PosePrior, train: torch.Tensor, val: torch.Tensor, n: int = 20_000
+) -> dict[str, object]:
+    """Values beyond pi in ``n`` samples; median log p along rays from the train mean through val poses."""
     with torch.no_grad():
         s = prior.sample(n, generator=torch.Generator().manual_seed(1))
         big = s.flatten(1).abs().amax(-1)
         center = train.mean(0)
         rays = [float(prior.log_prob(center + k * (val - center)).median()) for k in (1, 2, 4, 8)]
         p1 = float(torch.quantile(prior.log_prob(val).double(), 0.01))
-    return {"pct_pi": 100 * float((big > math.pi).double().mean()), "n_2pi": int((big > 2 * math.pi).sum()),
-            "rays": rays, "p1": p1}
+    return {
+        "pct_pi": 100 * float((big > math.pi).double().mean()),
+        "n_2pi": int((big > 2 * math.pi).sum()),
+        "rays": rays,
+        "p1": p1,
+    }
 
 
 CARD = """# {name}.cmu — `{prior}` prior trained on the bundled CMU data
@@ -137,38 +145,72 @@ def card(name: str, prior: poseprior.PosePrior, data: dict, seconds: float, args
     d, w = prior.dim, prior.broad_weight
     alone = ""
     if prior.broad is not None:
-        alone = (f"| unseen, the learned model alone (`broad_weight=0`) | {metrics.nll(prior.without_broad(), xu):.4f} "
-                 f"| - |\n| unseen, the broad component alone | {metrics.broad_nll(prior, xu):.4f} | - |\n")
+        alone = (
+            "| unseen, the learned model alone (`broad_weight=0`) | "
+            f"{metrics.nll(prior.without_broad(), xu):.4f} "
+            f"| - |\n| unseen, the broad component alone | {metrics.broad_nll(prior, xu):.4f} | - |\n"
+        )
     t = tails(prior, xt, xv)
     probe = xv[torch.linspace(0, len(xv) - 1, 100).long()]
     costs = anatomy_costs(prior, probe)
     return CARD.format(
-        name=name, prior=name, cls=type(prior).__name__, layout=prior.layout.name, joints=len(prior.layout),
-        version=poseprior.__version__, config=prior.get_config(),
+        name=name,
+        prior=name,
+        cls=type(prior).__name__,
+        layout=prior.layout.name,
+        joints=len(prior.layout),
+        version=poseprior.__version__,
+        config=prior.get_config(),
         exactness="exact" if prior.has_exact_log_prob else "estimated (IWAE)",
-        dim=d, model_dim=prior.model_dim, n_anat=d - prior.model_dim,
-        anatomical=", ".join(prior.anatomical_names()) or "none", excluded=", ".join(prior.excluded_names()) or "none",
-        w=w, s=prior.broad_scale,
+        dim=d,
+        model_dim=prior.model_dim,
+        n_anat=d - prior.model_dim,
+        anatomical=", ".join(prior.anatomical_names()) or "none",
+        excluded=", ".join(prior.excluded_names()) or "none",
+        w=w,
+        s=prior.broad_scale,
         share=f"{100 * w:.0f}% of the samples are drawn from it" if w else "no samples are drawn from it",
-        params=sum(p.numel() for p in prior.parameters()), n_train=len(xt), f_train=train.num_files,
-        n_screened=n_screened, n_val=len(xv), n_unseen=len(xu), seed=args.seed, threads=args.threads,
-        seconds=seconds, alone=alone,
-        **{f"{k}_nll": v for k, v in nll.items()}, **{f"{k}_bpd": metrics.bits_per_dim_of(v, d) for k, v in nll.items()},
-        pct_pi=t["pct_pi"], n_2pi=t["n_2pi"], rays=", ".join(f"{r:.1f}" for r in t["rays"]), p1=t["p1"],
-        anatomy="\n".join(["| move | cost (nats) |", "|---|---|"] + [f"| {k} | {v:.2f} |" for k, v in costs.items()]),
+        params=sum(p.numel() for p in prior.parameters()),
+        n_train=len(xt),
+        f_train=train.num_files,
+        n_screened=n_screened,
+        n_val=len(xv),
+        n_unseen=len(xu),
+        seed=args.seed,
+        threads=args.threads,
+        seconds=seconds,
+        alone=alone,
+        **{f"{k}_nll": v for k, v in nll.items()},
+        **{f"{k}_bpd": metrics.bits_per_dim_of(v, d) for k, v in nll.items()},
+        pct_pi=t["pct_pi"],
+        n_2pi=t["n_2pi"],
+        rays=", ".join(f"{r:.1f}" for r in t["rays"]),
+        p1=t["p1"],
+        anatomy="\n".join(
+            ["| move | cost (nats) |", "|---|---|"] + [f"| {k} | {v:.2f} |" for k, v in costs.items()]
+        ),
     )
 
 
 def conventions_table(priors: dict[str, poseprior.PosePrior]) -> str:
     """Which values each shipped checkpoint learns and which come from anatomy (docs/conventions.md)."""
-    lines = [TABLE_MARK, "", "| checkpoint | D | learned | anatomical (floor, degrees) | excluded |", "|---|---|---|---|---|"]
+    lines = [
+        TABLE_MARK,
+        "",
+        "| checkpoint | D | learned | anatomical (floor, degrees) | excluded |",
+        "|---|---|---|---|---|",
+    ]
     for name, prior in sorted(priors.items()):
         floors = torch.rad2deg(prior.floors()).flatten()
-        anat = [f"{n} ({floors[prior.layout.joints.index(n.split('.')[0]) * 3 + 'xyz'.index(n[-1])]:g})"
-                for n in prior.anatomical_names()]
+        anat = [
+            f"{n} ({floors[prior.layout.joints.index(n.split('.')[0]) * 3 + 'xyz'.index(n[-1])]:g})"
+            for n in prior.anatomical_names()
+        ]
         learned = prior.learned_names()
-        lines.append(f"| `{name}.cmu` | {prior.dim} | {len(learned)}: {', '.join(learned)} | {len(anat)}: "
-                     f"{', '.join(anat)} | {', '.join(prior.excluded_names()) or 'none'} |")
+        lines.append(
+            f"| `{name}.cmu` | {prior.dim} | {len(learned)}: {', '.join(learned)} | {len(anat)}: "
+            f"{', '.join(anat)} | {', '.join(prior.excluded_names()) or 'none'} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -185,14 +227,19 @@ def main() -> None:
     for name in args.priors:
         layout = poseprior.prior_class(name).default_layout
         start = time.perf_counter()
-        prior, _ = fit_prior(name, data["train"], layout=layout, generator=torch.Generator().manual_seed(args.seed))
+        prior, _ = fit_prior(
+            name, data["train"], layout=layout, generator=torch.Generator().manual_seed(args.seed)
+        )
         seconds = time.perf_counter() - start
         text = card(name, prior, data, seconds, args)
         out = prior.save(HERE / f"{name}.cmu", model_card=text)
         done[name] = prior
         val = re.search(r"^val NLL: (.+)$", text, re.M).group(1)
         unseen = re.search(r"^unseen NLL: (.+)$", text, re.M).group(1)
-        print(f"{name}.cmu: val NLL {val}, unseen NLL {unseen} (D={prior.dim}), {seconds:.0f} s -> {out}", flush=True)
+        print(
+            f"{name}.cmu: val NLL {val}, unseen NLL {unseen} (D={prior.dim}), {seconds:.0f} s -> {out}",
+            flush=True,
+        )
     shipped = {n.split(".")[0]: poseprior.load_pretrained(n) for n in poseprior.list_pretrained("*.cmu")}
     text = CONVENTIONS.read_text()
     text = text[: text.index(TABLE_MARK)] if TABLE_MARK in text else text.rstrip() + "\n\n"

@@ -54,7 +54,8 @@ def main() -> None:
     observed = truth + args.noise_mm / 1000 * torch.randn(truth.shape, generator=gen)
     observed[:, hidden] = float("nan")  # hidden joints may be NaN; they are masked out
 
-    print(f"{frames} frames, hidden: {', '.join(j for j, h in zip(SKELETON_JOINTS, hidden) if h)}, "
+    names = ", ".join(j for j, h in zip(SKELETON_JOINTS, hidden, strict=True) if h)
+    print(f"{frames} frames, hidden: {names}, "
           f"noise {args.noise_mm:g} mm, {steps} L-BFGS steps, weight {args.weight:g}")  # fmt: skip
     print(f"{'':10s} {'hidden MPJPE':>13s} {'all MPJPE':>10s} {'rot. error':>11s}")
     for name, pr in (("no prior", None), (args.prior, prior)):

@@ -62,7 +62,9 @@ def check_pose(x: object, layout: JointLayout, where: str) -> Tensor:
             hint = f"; poses must be axis-angle with {j} joints in the order of layout {layout.name!r}"
         raise ShapeError(f"{where}: expected shape {expected}, got {shape}{hint}")
     if not x.is_floating_point():
-        raise ValueCheckError(f"{where}: expected a floating-point tensor, got dtype {x.dtype}; use x.float()")
+        raise ValueCheckError(
+            f"{where}: expected a floating-point tensor, got dtype {x.dtype}; use x.float()"
+        )
     # One reduction and one sync (NaN propagates through amax, inf is its own maximum); only a
     # non-finite or huge maximum pays for the per-element checks.
     biggest = float(x.detach().abs().amax()) if x.numel() else 0.0
@@ -76,8 +78,9 @@ def check_pose(x: object, layout: JointLayout, where: str) -> Tensor:
         bad = (x.detach().abs() > MAX_ABS_RADIANS).reshape(-1, j * 3).any(-1).nonzero().flatten()[:5].tolist()
         raise ValueCheckError(
             f"{where}: the poses hold axis-angle values up to {biggest:.3g} rad (first such flattened batch "
-            f"indices: {bad}); every rotation has an axis-angle vector of length at most pi, and values beyond "
-            f"{MAX_ABS_RADIANS:g} rad are not poses (an optimizer that diverged?): wrap the angles, e.g. with "
+            f"indices: {bad}); every rotation has an axis-angle vector of length at most pi, and values "
+            f"beyond {MAX_ABS_RADIANS:g} rad are not poses (an optimizer that diverged?): wrap the angles, "
+            "e.g. with "
             "poseprior.formats.rotations, or check the optimization"
         )
     return x
@@ -93,7 +96,8 @@ def check_like(x: Tensor, ref: Tensor, where: str) -> None:
 
 
 def check_number(name: str, value: object, *, at_least: float = 0.0, strict: bool = True) -> float:
-    """``value`` as a finite float above (or at, if not ``strict``) ``at_least``; else a ValueError naming ``name``."""
+    """``value`` as a finite float above (or at, if not ``strict``) ``at_least``; else a ValueError naming
+    ``name``."""
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     ok = ok and (value > at_least if strict else value >= at_least)
     if not ok:

@@ -15,7 +15,9 @@ from .errors import FitDivergedError
 log = logging.getLogger("poseprior")
 
 
-def _check_options(epochs: object, batch_size: object, lr: object, weight_decay: object, patience: object) -> None:
+def _check_options(
+    epochs: object, batch_size: object, lr: object, weight_decay: object, patience: object
+) -> None:
     def count(name: str, v: object) -> None:
         if not isinstance(v, int) or isinstance(v, bool) or v < 1:
             raise ValueError(f"fit: {name} must be an int >= 1, got {v!r}")
@@ -23,7 +25,9 @@ def _check_options(epochs: object, batch_size: object, lr: object, weight_decay:
     def number(name: str, v: object, positive: bool) -> None:
         ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
         if not ok or (v <= 0 if positive else v < 0):
-            raise ValueError(f"fit: {name} must be a finite number {'> 0' if positive else '>= 0'}, got {v!r}")
+            raise ValueError(
+                f"fit: {name} must be a finite number {'> 0' if positive else '>= 0'}, got {v!r}"
+            )
 
     count("epochs", epochs)
     count("batch_size", batch_size)
@@ -61,7 +65,9 @@ def fit_adam(
     if not params:
         return []
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, math.ceil(len(x) / batch_size)) * epochs)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(
+        opt, T_max=max(1, math.ceil(len(x) / batch_size)) * epochs
+    )
     history: list[dict[str, float]] = []
     best, best_state, bad = math.inf, None, 0
     bar = None
@@ -71,7 +77,10 @@ def fit_adam(
         bar = tqdm(total=epochs, desc=f"fit {prior.name}", unit="epoch", leave=False)
     try:
         for epoch in range(epochs):
-            record = {"epoch": epoch, "train_loss": _epoch(prior, x, opt, sched, batch_size, generator, epoch)}
+            record = {
+                "epoch": epoch,
+                "train_loss": _epoch(prior, x, opt, sched, batch_size, generator, epoch),
+            }
             prior.eval()
             if val is not None:
                 record["val_loss"] = v = _validation_loss(prior, val)
@@ -97,8 +106,13 @@ def fit_adam(
 
 
 def _epoch(
-    prior: PosePrior, x: Tensor, opt: torch.optim.Optimizer, sched: torch.optim.lr_scheduler.LRScheduler,
-    batch_size: int, generator: torch.Generator | None, epoch: int,
+    prior: PosePrior,
+    x: Tensor,
+    opt: torch.optim.Optimizer,
+    sched: torch.optim.lr_scheduler.LRScheduler,
+    batch_size: int,
+    generator: torch.Generator | None,
+    epoch: int,
 ) -> float:
     """One pass over shuffled minibatches of ``x``; the mean training loss. Restores the weights of
     the epoch's start and raises :class:`FitDivergedError` on a non-finite loss."""

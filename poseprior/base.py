@@ -17,7 +17,8 @@ the checkpoint:
   (:func:`~poseprior.formats.ranges.value_floors`: a knee's twist, an elbow's off-hinge rotation,
   the collars of a capture that froze them). Each gets an independent Gaussian centred on its
   training mean with standard deviation :math:`\max(\mathrm{std}, \mathrm{spread})`, the spread
-  anatomy allows (:func:`~poseprior.formats.ranges.value_spreads`), so a knee twisted 45 degrees costs tens of nats and one twisted 2 degrees almost
+  anatomy allows (:func:`~poseprior.formats.ranges.value_spreads`), so a knee twisted 45 degrees
+  costs tens of nats and one twisted 2 degrees almost
   nothing, whatever the training data showed.
 - **learned**: every other value, modelled by the prior's own model (:meth:`_log_prob`).
 
@@ -25,13 +26,17 @@ the checkpoint:
 joints present, not of the training set (63 for the body). ``log_prob`` is one normalized
 density over those :math:`D` values,
 
-.. math:: \log p(x) = \log p_{\mathrm{learned}}(x_L) + \sum_{i \in A} \log \mathcal{N}(x_i \mid \mu_i, \sigma_i^2),
+.. math::
+    \log p(x) = \log p_{\mathrm{learned}}(x_L)
+    + \sum_{i \in A} \log \mathcal{N}(x_i \mid \mu_i, \sigma_i^2),
 
 and bits per dimension are :math:`\mathrm{NLL} / (D \ln 2)`.
 
 **Broad component.** With ``broad_weight`` :math:`w > 0` the learned part is a defensive mixture
 
-.. math:: p_{\mathrm{learned}}(x_L) = (1 - w)\, p_{\mathrm{model}}(x_L) + w\, \mathcal{N}(x_L \mid \mu, \mathrm{diag}(s\sigma)^2)
+.. math::
+    p_{\mathrm{learned}}(x_L) = (1 - w)\, p_{\mathrm{model}}(x_L)
+    + w\, \mathcal{N}(x_L \mid \mu, \mathrm{diag}(s\sigma)^2)
 
 with :math:`\mu, \sigma` the per-value mean and standard deviation of the training poses
 (:math:`\sigma` floored at ``min_std``) and :math:`s` = ``broad_scale``. It is fitted in closed
@@ -96,7 +101,7 @@ class PosePrior(nn.Module, abc.ABC):
     name: ClassVar[str] = ""
     """Registry name, set by :func:`~poseprior.register_prior`."""
     version: ClassVar[int] = 2
-    """Version of this prior's parameterization; older checkpoints are upgraded by :meth:`upgrade_checkpoint`."""
+    """Version of this prior's parameterization; older ones are upgraded (:meth:`upgrade_checkpoint`)."""
     has_rsample: ClassVar[bool] = False
     has_exact_log_prob: ClassVar[bool] = True
     requires_initialization: ClassVar[bool] = False
@@ -147,7 +152,8 @@ class PosePrior(nn.Module, abc.ABC):
                     f"{type(self).__name__}.load_state_dict: the weights come from a prior with other "
                     f"{'excluded' if name == 'present' else 'learned/anatomical'} values than this one "
                     f"(exclude={self.exclude}, anatomical={self.anatomical}); build this prior from the "
-                    "saved prior's config (type(prior)(**prior.get_config())) or load it with poseprior.load()"
+                    "saved prior's config (type(prior)(**prior.get_config())) or load it with "
+                    "poseprior.load()"
                 )
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
@@ -212,11 +218,14 @@ class PosePrior(nn.Module, abc.ABC):
         return torch.maximum(value_spreads(self.layout).to(self.data_mean), self.floors())
 
     def floors(self) -> Tensor:
-        r"""The floor of every value in radians, with shape :math:`(J, 3)`: the anatomical table, at least ``min_std``."""
+        r"""The floor of every value in radians, with shape :math:`(J, 3)`: the anatomical table, at least
+        ``min_std``."""
         return value_floors(self.layout).clamp_min(self.min_std).to(self.data_mean)
 
     def extra_repr(self) -> str:
-        broad = f", broad_weight={self.broad_weight:g}, broad_scale={self.broad_scale:g}" if self.broad else ""
+        broad = (
+            f", broad_weight={self.broad_weight:g}, broad_scale={self.broad_scale:g}" if self.broad else ""
+        )
         anat = f" ({self._dim - self._model_dim} anatomical)" if self._dim > self._model_dim else ""
         return f"layout={self.layout.name!r}, D={self.dim}{anat}{broad}"
 
@@ -341,7 +350,9 @@ class PosePrior(nn.Module, abc.ABC):
         allowed = _FIT_COMMON | self.fit_defaults.keys()
         unknown = sorted(options.keys() - allowed)
         if unknown:
-            raise TypeError(f"{type(self).__name__}.fit: unknown option(s) {unknown}; it takes {sorted(allowed)}")
+            raise TypeError(
+                f"{type(self).__name__}.fit: unknown option(s) {unknown}; it takes {sorted(allowed)}"
+            )
         options = {**self.fit_defaults, **options}
         mirror = options.pop("mirror", None)
         if mirror is None:
@@ -415,7 +426,10 @@ class PosePrior(nn.Module, abc.ABC):
         if self.broad is not None:
             # logsumexp, not logaddexp: logaddexp's second derivative is NaN once one side is
             # e^700 times the other (a pose far from the model's data), logsumexp's is not.
-            terms = [lp + math.log1p(-self.broad_weight), self.broad.log_prob(flat) + math.log(self.broad_weight)]
+            terms = [
+                lp + math.log1p(-self.broad_weight),
+                self.broad.log_prob(flat) + math.log(self.broad_weight),
+            ]
             lp = torch.logsumexp(torch.stack(terms), 0)
         if self._dim > self._model_dim:
             lp = lp + self.anatomy.log_prob(flat)
@@ -460,8 +474,13 @@ class PosePrior(nn.Module, abc.ABC):
     def _initialize_from(self, x: Tensor, present_joints: Tensor | None) -> None:
         """Decides the values, fits their statistics and the broad component, then :meth:`_initialize`."""
         exclude, anatomical = decide_values(
-            x, self.layout, self.floors(), present_joints=present_joints, exclude=self.exclude,
-            anatomical=self.anatomical, where=f"{type(self).__name__}.fit",
+            x,
+            self.layout,
+            self.floors(),
+            present_joints=present_joints,
+            exclude=self.exclude,
+            anatomical=self.anatomical,
+            where=f"{type(self).__name__}.fit",
         )
         old = self._model_dim
         self._set_values(exclude, anatomical)
@@ -494,7 +513,9 @@ class PosePrior(nn.Module, abc.ABC):
         check_pose(x, self.layout, where)
         return x.to(self.data_mean.dtype)
 
-    def _data(self, x: Tensor | PoseData | np.ndarray | Iterable[Tensor], where: str) -> tuple[Tensor, Tensor | None]:
+    def _data(
+        self, x: Tensor | PoseData | np.ndarray | Iterable[Tensor], where: str
+    ) -> tuple[Tensor, Tensor | None]:
         """Training poses (N, J, 3) from any accepted input, and the present joints (J,) if known."""
         present = None
         if isinstance(x, PoseData):
@@ -520,7 +541,9 @@ class PosePrior(nn.Module, abc.ABC):
             )
 
     @classmethod
-    def upgrade_checkpoint(cls, version: int, config: dict[str, Any], state: dict[str, Tensor]) -> tuple[dict, dict]:
+    def upgrade_checkpoint(
+        cls, version: int, config: dict[str, Any], state: dict[str, Tensor]
+    ) -> tuple[dict, dict]:
         """Maps a checkpoint of an earlier ``version`` of this prior onto the current one (same density).
 
         Version 1 (poseprior 0.1.0) excluded every value constant in the training data and had no
@@ -535,8 +558,12 @@ class PosePrior(nn.Module, abc.ABC):
         config.pop("constant_tol", None)
         config.setdefault("broad_weight", 0.0)  # written before the broad component existed
         state = dict(state)
-        renames = {"constant_values": "data_mean", "broad_loc": "broad.loc",
-                   "broad_inv_scale": "broad.inv_scale", "broad_log_norm": "broad.log_norm"}
+        renames = {
+            "constant_values": "data_mean",
+            "broad_loc": "broad.loc",
+            "broad_inv_scale": "broad.inv_scale",
+            "broad_log_norm": "broad.log_norm",
+        }
         for old, new in renames.items():
             if old in state:
                 state[new] = state.pop(old)
@@ -545,11 +572,15 @@ class PosePrior(nn.Module, abc.ABC):
         present[config["exclude"] or []] = False
         state.pop("modelled", None)
         state["present"], state["learned"] = present, present.clone()
-        state.update({"anatomy.loc": torch.zeros_like(ref), "anatomy.inv_scale": torch.zeros_like(ref),
-                      "anatomy.log_norm": ref.new_zeros(())})
+        state.update(
+            {
+                "anatomy.loc": torch.zeros_like(ref),
+                "anatomy.inv_scale": torch.zeros_like(ref),
+                "anatomy.log_norm": ref.new_zeros(()),
+            }
+        )
         state.setdefault("initialized", torch.tensor(True))
         return config, state
-
 
     # ------------------------------------------------------------------ checkpoints
     def get_config(self) -> dict[str, Any]:

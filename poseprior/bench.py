@@ -68,8 +68,9 @@ def speed(prior: PosePrior, x: Tensor, *, quick: bool = False) -> dict[str, floa
     gen = torch.Generator().manual_seed(0)
     n_sample = 512 if quick else 4096
     sample_repeats = 1 if quick else 3
-    out["sample/s"] = _rate(lambda: prior.sample(n_sample, generator=gen), n_sample, t,
-                            repeats=sample_repeats)
+    out["sample/s"] = _rate(
+        lambda: prior.sample(n_sample, generator=gen), n_sample, t, repeats=sample_repeats
+    )
     out["ref_mvn_sample/s"] = _rate(lambda: ref.sample((n_sample,)), n_sample, t)
 
     x1 = x[:1].detach()
@@ -89,7 +90,7 @@ def speed(prior: PosePrior, x: Tensor, *, quick: bool = False) -> dict[str, floa
         p.requires_grad_(False)  # a regularizer step differentiates w.r.t. the pose only
     out["reg_step_ms@1"] = 1000.0 / _rate(reg_step, 1, t)
     out["ref_mvn_reg_step_ms@1"] = 1000.0 / _rate(ref_step, 1, t)
-    for p, flag in zip(prior.parameters(), flags):
+    for p, flag in zip(prior.parameters(), flags, strict=False):
         p.requires_grad_(flag)
 
     params = [p for p in prior.parameters() if p.requires_grad]
@@ -123,7 +124,7 @@ rather than the spread of the data."""
 def sample_quality(
     prior: PosePrior, train: Tensor, val: Tensor, unseen: Tensor | None = None, n: int = 5000, seed: int = 0
 ) -> dict[str, float]:
-    """Sample statistics of ``n`` samples: values beyond pi, precision/recall, APD, FID, nearest training pose.
+    """Sample statistics of ``n`` samples: values beyond pi, precision/recall, APD, FID, nearest pose.
 
     Precision and recall (k = 3) compare the samples with every :data:`THIN`-th val (and unseen)
     pose over the learned values, the ones the data measures (the anatomical values of real data
@@ -185,8 +186,9 @@ def run(
     rows: list[Result] = []
     for spec in specs:
         gen = torch.Generator().manual_seed(seed)
-        (row,), priors = evaluate([spec], train, val, unseen=unseen, layout=layout, quick=quick, generator=gen,
-                                  progress=progress)
+        (row,), priors = evaluate(
+            [spec], train, val, unseen=unseen, layout=layout, quick=quick, generator=gen, progress=progress
+        )
         prior = priors[row.prior]
         if hasattr(prior, "round_trip"):
             row.extra["round_trip"] = metrics.round_trip_error(prior, xv)
@@ -213,8 +215,19 @@ def _slug(label: str) -> str:
 
 
 DENSITY_COLUMNS = ("model_nll", "broad_nll", "loao_mean", "round_trip")
-SAMPLE_COLUMNS = ("pct_beyond_pi", "n_beyond_2pi", "precision", "recall", "unseen_precision", "unseen_recall",
-                  "precision_all", "recall_all", "apd_cm", "fid", "nearest_train")
+SAMPLE_COLUMNS = (
+    "pct_beyond_pi",
+    "n_beyond_2pi",
+    "precision",
+    "recall",
+    "unseen_precision",
+    "unseen_recall",
+    "precision_all",
+    "recall_all",
+    "apd_cm",
+    "fid",
+    "nearest_train",
+)
 SPEED_COLUMNS = (
     "log_prob/s@1",
     "log_prob/s@64",
@@ -249,9 +262,16 @@ def render(rows: Sequence[Result], *, quick: bool = False) -> str:
         "(for latency, the ratio of milliseconds: >1 is slower than the reference)."
     )
     first = rows[0].extra if rows else {}
-    ceiling = ", ".join(f"{k} {first[k]:.3f}" for k in ("precision_train_ref", "recall_train_ref",
-                                                          "unseen_precision_train_ref", "unseen_recall_train_ref")
-                        if k in first)
+    ceiling = ", ".join(
+        f"{k} {first[k]:.3f}"
+        for k in (
+            "precision_train_ref",
+            "recall_train_ref",
+            "unseen_precision_train_ref",
+            "unseen_recall_train_ref",
+        )
+        if k in first
+    )
     n_samples = "500" if quick else "5,000"
     parts = [
         "## Density (NLL in nats per pose; BPD = NLL / (D ln 2))",
@@ -261,7 +281,8 @@ def render(rows: Sequence[Result], *, quick: bool = False) -> str:
         "`val`: the file-level validation split (actions also in training). `unseen`: subjects and motion in "
         "no training file. D counts the learned and the anatomical values. `model_nll`: unseen NLL of the "
         "learned model alone (`broad_weight=0`); `broad_nll`: unseen NLL of the prior's broad component "
-        "alone. `loao_mean`: mean NLL over leave-one-group-out folds (every action or subject of the training "
+        "alone. `loao_mean`: mean NLL over leave-one-group-out folds (every action or subject of the "
+        "training "
         "data held out in turn). `round_trip`: max |inverse(forward(x)) - x| in radians on the val poses.",
         "",
         f"## Samples ({n_samples} per prior)",
@@ -272,10 +293,12 @@ def render(rows: Sequence[Result], *, quick: bool = False) -> str:
         f"2 pi. precision/recall: k=3 nearest-neighbour manifolds (Kynkäänniemi et al. 2019) against every "
         f"{THIN}th val (`unseen_`: unseen) pose, over the learned values (`_all`: every value in the "
         "density, where the samples' anatomical spread meets the frozen values of the capture). The training "
-        f"poses scored as samples: {ceiling}. APD: mean pairwise per-joint distance of the 22 body joints (cm). "
-        "FID: Fréchet distance between Gaussians fitted to samples and val poses (axis-angle). nearest_train: "
+        f"poses scored as samples: {ceiling}. APD: mean pairwise per-joint distance of the 22 body joints "
+        "(cm). FID: Fréchet distance between Gaussians fitted to samples and val poses (axis-angle). "
+        "nearest_train: "
         "mean distance from a sample to its nearest training pose (radians, flattened axis-angle); val poses "
-        "score " + ", ".join(f"{r.extra.get('nearest_train_val_ref', float('nan')):.2f}" for r in rows[:1])
+        "score "
+        + ", ".join(f"{r.extra.get('nearest_train_val_ref', float('nan')):.2f}" for r in rows[:1])
         + " on it. Stick figures of 16 samples per prior: `samples_<prior>.png`.",
         "",
         "## Speed",
@@ -299,7 +322,9 @@ def write(rows: Sequence[Result], out: Path, *, quick: bool = False) -> None:
     names = [r.prior for r in rows]
     series = [("val NLL", [r.val_nll for r in rows])]
     if any(r.unseen_nll is not None for r in rows):
-        series.append(("unseen-subject NLL", [math.nan if r.unseen_nll is None else r.unseen_nll for r in rows]))
+        series.append(
+            ("unseen-subject NLL", [math.nan if r.unseen_nll is None else r.unseen_nll for r in rows])
+        )
     if any("loao_mean" in r.extra for r in rows):
         series.append(("leave-one-group-out NLL", [r.extra.get("loao_mean", math.nan) for r in rows]))
     fig, ax = plt.subplots(figsize=(7, 0.5 + 0.6 * len(rows)))
@@ -315,9 +340,15 @@ def write(rows: Sequence[Result], out: Path, *, quick: bool = False) -> None:
     fig.savefig(out / "nll.png", dpi=120)
     plt.close(fig)
     fig, ax = plt.subplots(figsize=(7, 0.5 + 0.45 * len(rows)))
-    for k, (key, lab) in enumerate((("log_prob/s@1", "batch 1"), ("log_prob/s@64", "batch 64"),
-                                    ("log_prob/s@4096", "batch 4096"))):
-        ax.barh([i + (k - 1) * 0.27 for i in y], [r.extra.get(key, math.nan) for r in rows], height=0.27, label=lab)
+    for k, (key, lab) in enumerate(
+        (("log_prob/s@1", "batch 1"), ("log_prob/s@64", "batch 64"), ("log_prob/s@4096", "batch 4096"))
+    ):
+        ax.barh(
+            [i + (k - 1) * 0.27 for i in y],
+            [r.extra.get(key, math.nan) for r in rows],
+            height=0.27,
+            label=lab,
+        )
     ax.set_xscale("log")
     ax.set_yticks(list(y), names)
     ax.set_xlabel("log_prob poses/s (log scale, higher is better)")

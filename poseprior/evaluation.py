@@ -8,7 +8,6 @@ training files*, and NLL / bits-per-dimension are reported on a separate validat
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -119,7 +118,8 @@ def fit_prior(
 
 
 def label(name: str, kwargs: dict[str, Any] | None = None) -> str:
-    """A row label: the prior's name with its non-default arguments, e.g. ``gaussian(covariance=diagonal)``."""
+    """A row label: the prior's name with its non-default arguments, e.g.
+    ``gaussian(covariance=diagonal)``."""
     if not kwargs:
         return name
     return name + "(" + ", ".join(f"{k}={v}" for k, v in sorted(kwargs.items())) + ")"
@@ -150,7 +150,13 @@ def evaluate(
     for spec in specs:
         name, kwargs = (spec, {}) if isinstance(spec, str) else spec
         prior, seconds = fit_prior(
-            name, train, layout=layout, quick=quick, generator=generator, prior_kwargs=kwargs, progress=progress
+            name,
+            train,
+            layout=layout,
+            quick=quick,
+            generator=generator,
+            prior_kwargs=kwargs,
+            progress=progress,
         )
         val_nll = metrics.nll(prior, xv)
         unseen_nll = metrics.nll(prior, xu) if xu is not None else None
@@ -192,8 +198,19 @@ def markdown_table(rows: Sequence[Result], extra_columns: Sequence[str] = ()) ->
     """Renders results as a markdown table (NLL in nats per pose); the ``unseen`` columns appear when
     any row has them."""
     unseen = any(r.unseen_nll is not None for r in rows)
-    head = ["prior", "layout", "D", "log_prob", "params", "fit s", "train NLL", "val NLL", "val BPD",
-            *(("unseen NLL", "unseen BPD") if unseen else ()), *extra_columns]
+    head = [
+        "prior",
+        "layout",
+        "D",
+        "log_prob",
+        "params",
+        "fit s",
+        "train NLL",
+        "val NLL",
+        "val BPD",
+        *(("unseen NLL", "unseen BPD") if unseen else ()),
+        *extra_columns,
+    ]
     cells = [
         [
             r.prior,
@@ -298,7 +315,9 @@ def leave_one_group_out(
         for g, (rest, held) in folds.items():
             # A fresh seeded generator per fold (unless one is given): every fold is reproducible alone.
             fold_gen = generator if generator is not None else torch.Generator().manual_seed(0)
-            prior, _ = fit_prior(name, rest, layout=layout, quick=quick, generator=fold_gen, prior_kwargs=kwargs)
+            prior, _ = fit_prior(
+                name, rest, layout=layout, quick=quick, generator=fold_gen, prior_kwargs=kwargs
+            )
             res[g] = metrics.nll(prior, held.poses_for(layout))
             res[f"dim:{g}"] = prior.dim
             log.info("leave-out %s / %s: NLL %.2f", key, g, res[g])

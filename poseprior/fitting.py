@@ -388,7 +388,7 @@ def fit_to_joints(
                 f"prior {float(pen)}); lower lr, give a better init, or check the prior on these poses"
             )
         # Gradients only for the fitted variables: nothing accumulates in the prior's .grad.
-        for p, g in zip(params, torch.autograd.grad(loss, params)):
+        for p, g in zip(params, torch.autograd.grad(loss, params), strict=False):
             p.grad = g.contiguous()  # L-BFGS flattens the gradients with view()
         history.append(
             {"loss": float(loss.detach()), "data": float(data.detach()), "prior": float(pen.detach())}

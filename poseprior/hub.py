@@ -375,7 +375,9 @@ def build_prior(
     return prior.to(map_location).eval()
 
 
-def _upgraded(cls: type[PosePrior], meta: dict[str, Any], state: dict[str, torch.Tensor]) -> tuple[dict, dict]:
+def _upgraded(
+    cls: type[PosePrior], meta: dict[str, Any], state: dict[str, torch.Tensor]
+) -> tuple[dict, dict]:
     """The config and weights of an older version of ``cls``, mapped onto today's (before any check)."""
     config, version = meta["config"], meta.get("prior_version", 1)
     if version < cls.version:  # an older parameterization, mapped onto today's (the same density)

@@ -75,7 +75,8 @@ def forward_kinematics(
     """
     if body_pose.shape[-2:] != (21, 3):
         raise ValueError(
-            f"forward_kinematics: expected body_pose with shape (*, 21, 3) (layout 'body'), got {tuple(body_pose.shape)}"
+            "forward_kinematics: expected body_pose with shape (*, 21, 3) (layout 'body'), "
+            f"got {tuple(body_pose.shape)}"
         )
     batch = body_pose.shape[:-2]
     if root_orient is None:

@@ -24,7 +24,8 @@ def nll(prior: PosePrior, x: Tensor, batch_size: int = 4096) -> float:
 
 
 def bits_per_dim_of(nll: float, dim: int) -> float:
-    r"""Bits per dimension of an NLL in nats per pose over :math:`D` dimensions: :math:`\mathrm{NLL} / (D \ln 2)`."""
+    r"""Bits per dimension of an NLL in nats per pose over :math:`D` dimensions:
+    :math:`\mathrm{NLL} / (D \ln 2)`."""
     return nll / (dim * math.log(2.0))
 
 
@@ -35,7 +36,8 @@ def bits_per_dim(prior: PosePrior, x: Tensor, batch_size: int = 4096) -> float:
 
 @torch.no_grad()
 def broad_nll(prior: PosePrior, x: Tensor) -> float:
-    r"""NLL in nats per pose of ``prior``'s broad component alone (with its anatomical values), on poses :math:`(N, J, 3)`.
+    r"""NLL in nats per pose of ``prior``'s broad component alone (with its anatomical values), on poses
+    :math:`(N, J, 3)`.
 
     What the prior would score if its learned model carried no mass: the reference a prior with a
     broad component must beat.
@@ -146,5 +148,8 @@ def nearest_distance(samples: Tensor, train: Tensor, batch_size: int = 1024) -> 
     training pose: small values mean samples copy the training set, large ones implausible poses."""
     s = samples.reshape(samples.shape[0], -1).double()
     t = train.reshape(train.shape[0], -1).double()
-    mins = [torch.cdist(s[i : i + batch_size], t, compute_mode="donot_use_mm_for_euclid_dist").min(1).values for i in range(0, s.shape[0], batch_size)]
+    mins = [
+        torch.cdist(s[i : i + batch_size], t, compute_mode="donot_use_mm_for_euclid_dist").min(1).values
+        for i in range(0, s.shape[0], batch_size)
+    ]
     return float(torch.cat(mins).mean())

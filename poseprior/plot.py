@@ -92,7 +92,14 @@ def _check_plot_args(poses: object, titles: Sequence[str] | None, view: str, col
 
 
 def _draw(
-    poses: Tensor, path: Path, *, cols: int, titles: Sequence[str] | None, view: str, panel_size: float, dpi: int
+    poses: Tensor,
+    path: Path,
+    *,
+    cols: int,
+    titles: Sequence[str] | None,
+    view: str,
+    panel_size: float,
+    dpi: int,
 ) -> Path:
     """Draws validated poses (see :func:`plot_poses`) and saves the picture; returns the path written."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg

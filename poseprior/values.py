@@ -91,7 +91,8 @@ def decide_values(
             log.warning(
                 "%s: joint(s) %s are exactly constant in every training pose and have no anatomical range: "
                 "treated as absent from the data and excluded from the density",
-                where, ", ".join(name for name, f in zip(layout.joints, frozen.tolist()) if f),
+                where,
+                ", ".join(name for name, f in zip(layout.joints, frozen.tolist(), strict=False) if f),
             )
         exclude = (absent | frozen).repeat_interleave(3).nonzero().flatten().tolist()
     if len(exclude) == 3 * j:
@@ -105,7 +106,8 @@ def decide_values(
         low = (std < floors.reshape(-1).cpu()) & kept
         if bool(low[kept].all()):
             raise ShapeError(
-                f"{where}: every value of the {x.shape[0]} training poses moves less than its anatomical floor, "
+                f"{where}: every value of the {x.shape[0]} training poses moves less than its anatomical "
+                "floor, "
                 "so there is nothing to learn; give poses with more motion"
             )
         anatomical = low.nonzero().flatten().tolist()

@@ -29,7 +29,10 @@ TINY_CONFIGS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
         {"layout": "left_hand", "latent_dim": 4, "hidden_features": 32, "num_layers": 2, "num_samples": 16},
         {"epochs": 40, "batch_size": 100},
     ),
-    "joint_flow": ({"layout": "left_hand", "num_bins": 4, "hidden": 16, "layers": 1}, {"epochs": 3, "batch_size": 100}),
+    "joint_flow": (
+        {"layout": "left_hand", "num_bins": 4, "hidden": 16, "layers": 1},
+        {"epochs": 3, "batch_size": 100},
+    ),
     "vae": (
         {"layout": "left_hand", "latent_dim": 4, "hidden_features": 32, "num_samples": 16},
         {"epochs": 40, "batch_size": 100},
@@ -43,7 +46,9 @@ CONSTANT_VALUE = (0, 2)
 """(joint, axis) of the value that :func:`contract_data` holds constant: it must become anatomical."""
 
 
-def synthetic_poses(n: int, joints: int, generator: torch.Generator, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+def synthetic_poses(
+    n: int, joints: int, generator: torch.Generator, dtype: torch.dtype = torch.float64
+) -> torch.Tensor:
     """Correlated axis-angle poses (N, J, 3) with a few heavy dimensions: synthetic, not real motion."""
     d = 3 * joints
     a = torch.randn(d, d, generator=generator, dtype=dtype) * 0.15 / d**0.5
@@ -76,7 +81,13 @@ def fitted(
     Fitted once per argument set and session; every call returns a deep copy (free to modify),
     on ``device``, and the data.
     """
-    key = (name, dtype, layout.name if isinstance(layout, JointLayout) else layout, n, tuple(sorted(overrides.items())))
+    key = (
+        name,
+        dtype,
+        layout.name if isinstance(layout, JointLayout) else layout,
+        n,
+        tuple(sorted(overrides.items())),
+    )
     if key not in _CACHE:
         kwargs, fit_opts = TINY_CONFIGS[name]
         kwargs = {**kwargs, **({"layout": layout} if layout is not None else {}), **overrides}
@@ -136,7 +147,9 @@ def integral_estimate(prior: PosePrior, samples: torch.Tensor, n: int, gen: torc
     return volume * float(torch.exp(lp - math.log(n)).sum())
 
 
-def ray_medians(prior: PosePrior, poses: torch.Tensor, center: torch.Tensor, ks: tuple[float, ...]) -> list[float]:
+def ray_medians(
+    prior: PosePrior, poses: torch.Tensor, center: torch.Tensor, ks: tuple[float, ...]
+) -> list[float]:
     """The median of ``log p(center + k (x - center))`` over the poses, for every ``k``."""
     with torch.no_grad():
         return [float(prior.log_prob(center + k * (poses - center)).median()) for k in ks]
@@ -152,9 +165,11 @@ def assert_honest_tails(prior: PosePrior, train: torch.Tensor, val: torch.Tensor
     with torch.no_grad():
         s = prior.sample(n, generator=torch.Generator().manual_seed(11))
         big = s.reshape(n, -1).abs().amax(-1)
-        assert float((big > math.pi).double().mean()) <= 1e-3, f"{100 * float((big > math.pi).double().mean()):.2f}% > pi"
+        assert float((big > math.pi).double().mean()) <= 1e-3, (
+            f"{100 * float((big > math.pi).double().mean()):.2f}% > pi"
+        )
         assert not bool((big > 2 * math.pi).any()), f"a sample holds {float(big.max()):.3g} rad"
         p1 = float(torch.quantile(prior.log_prob(val).double(), 0.01))
     meds = ray_medians(prior, val, train.mean(0), (1, 2, 4, 8))
-    assert all(a > b for a, b in zip(meds, meds[1:])), meds
+    assert all(a > b for a, b in zip(meds, meds[1:], strict=False)), meds
     assert meds[2] < p1, (meds, p1)

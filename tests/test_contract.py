@@ -39,20 +39,26 @@ def test_every_prior_module_is_registered() -> None:
     import poseprior.priors as pkg
 
     registered = {poseprior.prior_class(n).__module__ for n in poseprior.list_priors()}
-    modules = {f"{pkg.__name__}.{m.name}" for m in pkgutil.iter_modules(pkg.__path__) if not m.name.startswith("_")}
+    modules = {
+        f"{pkg.__name__}.{m.name}" for m in pkgutil.iter_modules(pkg.__path__) if not m.name.startswith("_")
+    }
     for module in modules:
         importlib.import_module(module)
     assert modules <= registered, f"modules that register no prior: {sorted(modules - registered)}"
 
 
 @names
-def test_shapes_and_description(name: str, dtype: torch.dtype, device: torch.device, gen: torch.Generator) -> None:
+def test_shapes_and_description(
+    name: str, dtype: torch.dtype, device: torch.device, gen: torch.Generator
+) -> None:
     prior, data = fitted(name, dtype, device=device)
     j = len(prior.layout)
     assert prior.event_shape == (j, 3)
     assert prior.dim == 3 * j and prior.model_dim == 3 * j - 1  # the constant value is anatomical
     assert prior.excluded_names() == []
-    assert prior.anatomical_names() == [f"{prior.layout.joints[CONSTANT_VALUE[0]]}.{'xyz'[CONSTANT_VALUE[1]]}"]
+    assert prior.anatomical_names() == [
+        f"{prior.layout.joints[CONSTANT_VALUE[0]]}.{'xyz'[CONSTANT_VALUE[1]]}"
+    ]
     assert isinstance(prior.has_exact_log_prob, bool) and prior.space.startswith("axis_angle:")
     assert_log_prob_shapes(prior, data)
     assert_sample_shapes(prior, gen)
@@ -136,7 +142,9 @@ def test_fit_is_reproducible_with_a_generator(name: str) -> None:
             torch.manual_seed(0)
             prior = poseprior.create(name, **kwargs).double()
         torch.rand(10)  # the global RNG moves between the fits: it must not matter
-        prior.fit(data, generator=torch.Generator().manual_seed(9), **{**fit_opts, "epochs": 2} if fit_opts else {})
+        prior.fit(
+            data, generator=torch.Generator().manual_seed(9), **{**fit_opts, "epochs": 2} if fit_opts else {}
+        )
         states.append(prior.state_dict())
     for key, value in states[0].items():
         assert torch.equal(value, states[1][key]), key
@@ -159,8 +167,11 @@ def test_divergence_stops_fit_with_the_last_good_weights(name: str) -> None:
         return loss * float("nan") if len(calls) == 3 else loss
 
     prior._training_loss = breaks_at_the_third_step  # (an instance attribute: this prior only)
-    with pytest.raises(poseprior.FitDivergedError, match=r"loss is nan at epoch 0, step 2 \(learning rate "
-                       r"[0-9.e+-]+\)\. The data was checked finite.*lower lr.*initial weights are restored"):
+    with pytest.raises(
+        poseprior.FitDivergedError,
+        match=r"loss is nan at epoch 0, step 2 \(learning rate "
+        r"[0-9.e+-]+\)\. The data was checked finite.*lower lr.*initial weights are restored",
+    ):
         prior.fit(data, epochs=3, batch_size=100, generator=torch.Generator().manual_seed(0))
     after = prior.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before), "the weights of the failed steps were kept"
@@ -232,10 +243,14 @@ def test_a_frozen_joint_outside_the_body_is_excluded(name: str, caplog: pytest.L
         torch.manual_seed(0)
         prior = poseprior.create(name, **kwargs).double()
     with caplog.at_level(logging.WARNING, logger="poseprior"):
-        prior.fit(data, generator=torch.Generator().manual_seed(9), **{**fit_opts, "epochs": 1} if fit_opts else {})
+        prior.fit(
+            data, generator=torch.Generator().manual_seed(9), **{**fit_opts, "epochs": 1} if fit_opts else {}
+        )
     joint = prior.layout.joints[1]
     assert joint in caplog.text and "excluded" in caplog.text
-    assert prior.excluded_names() == [f"{joint}.{a}" for a in "xyz"] and prior.dim == 3 * len(prior.layout) - 3
+    assert (
+        prior.excluded_names() == [f"{joint}.{a}" for a in "xyz"] and prior.dim == 3 * len(prior.layout) - 3
+    )
     s = prior.sample(5, generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(s[:, 1], data[0, 1].expand(5, 3))
     moved = data[:4].clone()
@@ -305,7 +320,9 @@ def test_checkpoint_errors(name: str, tmp_path: Path) -> None:
 def test_bad_input_errors(name: str) -> None:
     prior, data = fitted(name, torch.float32)
     j, lname = len(prior.layout), prior.layout.name
-    with pytest.raises(ShapeError, match=rf"expected shape \(\*batch, {j}, 3\).*layout '{lname}'.*got \(4, {j + 1}, 3\)"):
+    with pytest.raises(
+        ShapeError, match=rf"expected shape \(\*batch, {j}, 3\).*layout '{lname}'.*got \(4, {j + 1}, 3\)"
+    ):
         prior.log_prob(torch.zeros(4, j + 1, 3))
     with pytest.raises(ValueError, match=rf"flat shape \(4, {3 * j}\).*reshape"):
         prior.log_prob(torch.zeros(4, 3 * j))
@@ -339,7 +356,9 @@ def test_fit_accepts_numpy_and_iterables(name: str) -> None:
     data = contract_data(poseprior.get_layout(kwargs["layout"]), 200, 4, torch.float32)
     opts = {**fit_opts, "epochs": 1} if fit_opts else {}
     for source in (data.numpy(), list(data.split(50))):
-        prior = poseprior.create(name, **kwargs).fit(source, generator=torch.Generator().manual_seed(0), **opts)
+        prior = poseprior.create(name, **kwargs).fit(
+            source, generator=torch.Generator().manual_seed(0), **opts
+        )
         assert torch.isfinite(prior.log_prob(data[:3])).all()
 
 
@@ -358,9 +377,16 @@ def test_full_layout_errors_name_the_format(name: str) -> None:
 @names
 def test_invalid_options_are_refused(name: str) -> None:
     kwargs, _ = TINY_CONFIGS[name]
-    for key, value in (("min_std", 0.0), ("min_std", math.nan), ("min_std", -1.0), ("broad_weight", 1.0),
-                       ("broad_weight", -0.1), ("broad_weight", math.nan), ("broad_scale", math.inf),
-                       ("broad_scale", 0.5)):
+    for key, value in (
+        ("min_std", 0.0),
+        ("min_std", math.nan),
+        ("min_std", -1.0),
+        ("broad_weight", 1.0),
+        ("broad_weight", -0.1),
+        ("broad_weight", math.nan),
+        ("broad_scale", math.inf),
+        ("broad_scale", 0.5),
+    ):
         with pytest.raises(ValueError, match=key):
             poseprior.create(name, **{**kwargs, key: value})
 
@@ -375,7 +401,9 @@ def test_values_beyond_the_accepted_range_are_refused_clearly() -> None:
     for huge in (2 * MAX_ABS_RADIANS, 1e19, 3e38):
         y = x.clone()
         y[1, 0, 2] = -huge
-        with pytest.raises(ValueCheckError, match=r"values up to .* rad \(first such flattened batch indices: \[1\]\)"):
+        with pytest.raises(
+            ValueCheckError, match=r"values up to .* rad \(first such flattened batch indices: \[1\]\)"
+        ):
             check_pose(y, ONE_JOINT, "here")
     x[1, 0, 2] = float("inf")
     with pytest.raises(ValueCheckError, match=r"NaN or inf \(first bad flattened batch indices: \[1\]\)"):

@@ -99,7 +99,11 @@ def test_variance_floor_bounds_the_cost_of_off_axis_motion(gen: torch.Generator)
     moved = x[:200].clone()
     moved[:, knee, 1] += two_degrees
     for covariance in ("full", "diagonal"):
-        prior = GaussianPrior("body", covariance=covariance, min_std=0.02, anatomical=[]).double().fit(x, mirror=False)
+        prior = (
+            GaussianPrior("body", covariance=covariance, min_std=0.02, anatomical=[])
+            .double()
+            .fit(x, mirror=False)
+        )
         cost = (prior.log_prob(x[:200]) - prior.log_prob(moved)).mean()
         assert 0 < cost < 0.5 * (two_degrees / 0.02) ** 2 + 1.0, (covariance, cost)
         unfloored = GaussianPrior("body", covariance=covariance, min_std=1e-6, anatomical=[]).double()
@@ -112,8 +116,14 @@ def test_variance_floor_bounds_the_cost_of_off_axis_motion(gen: torch.Generator)
         floor = float(default.spreads()[knee, 1])
         assert floor == pytest.approx(math.radians(5.0))
         cost = default.log_prob(x[:200]) - default.log_prob(moved)
-        expected = 0.5 * ((x[:200, knee, 1] + two_degrees - x[:, knee, 1].mean()) ** 2
-                          - (x[:200, knee, 1] - x[:, knee, 1].mean()) ** 2) / floor**2
+        expected = (
+            0.5
+            * (
+                (x[:200, knee, 1] + two_degrees - x[:, knee, 1].mean()) ** 2
+                - (x[:200, knee, 1] - x[:, knee, 1].mean()) ** 2
+            )
+            / floor**2
+        )
         torch.testing.assert_close(cost, expected)
 
 

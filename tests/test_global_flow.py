@@ -91,7 +91,9 @@ def test_initialize_is_data_dependent_and_keeps_the_floor(dtype: torch.dtype) ->
 def test_full_standardization_whitens_with_floored_eigenvalues(gen: torch.Generator) -> None:
     x = _data(500, 0, torch.float64)
     x[:, 2, 1] = x[:, 2, 0]  # a direction of zero variance that is not along an axis
-    prior = GlobalFlowPrior("left_hand", standardize="full", noise_std=0.0, min_std=0.05, anatomical=[], **TINY).double()
+    prior = GlobalFlowPrior(
+        "left_hand", standardize="full", noise_std=0.0, min_std=0.05, anatomical=[], **TINY
+    ).double()
     prior.initialize(x)
     w = prior.whiten
     assert torch.equal(w, w.tril()) and bool((w.diagonal() > 0).all())
@@ -118,7 +120,9 @@ def test_log_prob_matches_change_of_variables_with_autograd_jacobian(transform: 
 
     jac = torch.autograd.functional.jacobian(to_latent, v)
     z = to_latent(v)
-    flow = -0.5 * z.pow(2).sum() - 0.5 * prior.model_dim * math.log(2 * math.pi) + torch.linalg.slogdet(jac)[1]
+    flow = (
+        -0.5 * z.pow(2).sum() - 0.5 * prior.model_dim * math.log(2 * math.pi) + torch.linalg.slogdet(jac)[1]
+    )
     anatomy = prior.anatomy.log_prob(x.reshape(1, -1))[0]  # the anatomical value's own Gaussian
     torch.testing.assert_close(prior.log_prob(x), flow + anatomy)
 
@@ -278,14 +282,17 @@ def test_compiled_density_matches_eager() -> None:
 
 
 def _plain_log_prob(prior: GlobalFlowPrior, x: torch.Tensor) -> torch.Tensor:
-    """The module path (ActNorm -> MADE -> permutation, then the other parts), whatever the fused path would do."""
+    """The module path (ActNorm -> MADE -> permutation, then the other parts), whatever the fused path
+    would do."""
     return prior._plain_mixture(x)
 
 
 @pytest.mark.parametrize("standardize", ["diagonal", "full"])
 def test_frozen_prior_fused_path_equals_the_module_path(standardize: str, dtype: torch.dtype) -> None:
     gen = torch.Generator().manual_seed(3)
-    prior = GlobalFlowPrior("left_hand", standardize=standardize, blocks=3, hidden_features=16, broad_weight=0.0).to(dtype)
+    prior = GlobalFlowPrior(
+        "left_hand", standardize=standardize, blocks=3, hidden_features=16, broad_weight=0.0
+    ).to(dtype)
     data = _data(300, 0, dtype)
     prior.initialize(data)
     with torch.no_grad():  # perturb every weight so that no layer is the identity
@@ -363,7 +370,7 @@ def test_fused_path_keeps_higher_derivatives_and_torch_func() -> None:
     expected = hvp()
     expected_func = torch.func.grad(lambda y: prior.log_prob(y).sum())(data[:3])
     prior.requires_grad_(False)
-    for got, want in zip(hvp(), expected):
+    for got, want in zip(hvp(), expected, strict=False):
         torch.testing.assert_close(got, want)
     torch.testing.assert_close(torch.func.grad(lambda y: prior.log_prob(y).sum())(data[:3]), expected_func)
 

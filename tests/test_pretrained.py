@@ -58,7 +58,9 @@ def test_pretrained_learned_parts_carry_the_unseen_subjects(data) -> None:
     """Issue 14.3 on the unseen-subject split: each shipped flow alone (broad_weight=0) beats
     independent per-value Gaussians fitted on the same training data, and each shipped prior beats
     its own broad component alone by at least 3 nats."""
-    diagonal = poseprior.create("gaussian", covariance="diagonal", broad_weight=0.0).fit(load_bundled("train"))
+    diagonal = poseprior.create("gaussian", covariance="diagonal", broad_weight=0.0).fit(
+        load_bundled("train")
+    )
     reference = metrics.nll(diagonal, data["unseen"])
     for name in sorted(EXPECTED):
         prior = poseprior.load_pretrained(name)

@@ -126,7 +126,9 @@ class PoseData:
         """
         if not isinstance(keep, Tensor) or keep.dtype != torch.bool or keep.shape != (len(self),):
             got = tuple(keep.shape) if isinstance(keep, Tensor) else type(keep).__name__
-            raise DataError(f"PoseData.select_frames: expected a boolean tensor of shape ({len(self)},), got {got}")
+            raise DataError(
+                f"PoseData.select_frames: expected a boolean tensor of shape ({len(self)},), got {got}"
+            )
         rows = keep.nonzero().flatten()
         return dataclasses.replace(
             self, poses=self.poses[rows], trans=self.trans[rows], file_index=self.file_index[rows]
@@ -247,7 +249,7 @@ def concat(parts: Sequence[PoseData]) -> PoseData:
         poses=torch.cat([p.poses for p in parts]),
         present=torch.stack([p.present for p in parts]).all(0),
         trans=torch.cat([p.trans for p in parts]),
-        file_index=torch.cat([p.file_index + o for p, o in zip(parts, offsets)]),
+        file_index=torch.cat([p.file_index + o for p, o in zip(parts, offsets, strict=False)]),
         files=files,
         source_layouts=[s for p in parts for s in p.source_layouts],
         fps=[f for p in parts for f in p.fps],

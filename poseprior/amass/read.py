@@ -194,7 +194,9 @@ def _read_framerate(npz: Any, keys: list[str], path: Path) -> float | None:
             try:
                 fps = float(value.reshape(()))
             except (TypeError, ValueError):
-                raise DataError(f"{path}: {key!r} is {value!r}; expected a single number of frames per second") from None
+                raise DataError(
+                    f"{path}: {key!r} is {value!r}; expected a single number of frames per second"
+                ) from None
             if not (math.isfinite(fps) and fps > 0):
                 raise DataError(f"{path}: {key!r} is {fps}; expected a positive frame rate")
             return fps
@@ -203,7 +205,9 @@ def _read_framerate(npz: Any, keys: list[str], path: Path) -> float | None:
 
 def _read_subject(npz: Any, keys: list[str], path: Path) -> tuple[np.ndarray, str]:
     """The file's ``betas`` (empty if it has none) and ``gender`` (``"unknown"`` if it has none)."""
-    betas = _read(npz, "betas", path).astype(np.float32).copy() if "betas" in keys else np.zeros(0, np.float32)
+    betas = (
+        _read(npz, "betas", path).astype(np.float32).copy() if "betas" in keys else np.zeros(0, np.float32)
+    )
     gender = "unknown"
     if "gender" in keys:
         g = _read(npz, "gender", path)

@@ -15,7 +15,9 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser(
         "bench", help="density, sample-quality and speed benchmark of the priors (markdown, JSON, PNG plots)"
     )
-    p.add_argument("--data", help="folder with a splits.json (default: the bundled CMU data, with its unseen split)")
+    p.add_argument(
+        "--data", help="folder with a splits.json (default: the bundled CMU data, with its unseen split)"
+    )
     p.add_argument("--out", default="results/bench", help="output folder")
     p.add_argument(
         "--priors", nargs="*", help="priors to run (default: every prior whose default layout is --layout)"

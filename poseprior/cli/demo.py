@@ -64,8 +64,11 @@ def run(args: argparse.Namespace) -> int:
     if args.data is not None:
         existing_folder(args.data)
     train, val, unseen = training_splits(args.data)
-    print(f"data: {args.data or 'the bundled CMU data (poseprior.data.load_bundled)'}\n  train: {train.describe()}\n"
-          f"  val:   {val.describe()}" + (f"\n  unseen: {unseen.describe()}" if unseen is not None else ""))
+    print(
+        f"data: {args.data or 'the bundled CMU data (poseprior.data.load_bundled)'}\n"
+        f"  train: {train.describe()}\n"
+        f"  val:   {val.describe()}" + (f"\n  unseen: {unseen.describe()}" if unseen is not None else "")
+    )
     runs = _runs(args, train)
     gen = torch.Generator().manual_seed(args.seed)
     out = Path(args.out)
@@ -96,11 +99,14 @@ def run(args: argparse.Namespace) -> int:
     print()
     if args.quick:
         print("(quick run: iterative priors trained for only a few epochs; numbers are not representative)")
-    print("NLL in nats per pose on the validation split (val) and on the unseen subjects (unseen); "
-          "BPD = NLL / (D ln 2); D = the values in the density (learned and anatomical).")
+    print(
+        "NLL in nats per pose on the validation split (val) and on the unseen subjects (unseen); "
+        "BPD = NLL / (D ln 2); D = the values in the density (learned and anatomical)."
+    )
     if args.loao:
         print(
-            "loao_mean: mean NLL over leave-one-group-out folds (every action or subject of the training data "
+            "loao_mean: mean NLL over leave-one-group-out folds (every action or subject of the training "
+            "data "
             "held out in turn, fit on the others)."
         )
     print()

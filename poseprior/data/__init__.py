@@ -49,7 +49,9 @@ def sample_path(name: str = "cmu") -> Path:
         True
     """
     if name not in SAMPLES:
-        raise ValueError(f"sample_path: no bundled sample {name!r}; the bundled samples are {', '.join(SAMPLES)}")
+        raise ValueError(
+            f"sample_path: no bundled sample {name!r}; the bundled samples are {', '.join(SAMPLES)}"
+        )
     # The package is installed as plain files (not zipped), so the folder is a real directory;
     # Path(__file__) avoids importlib.resources' temporary extraction for zipped installs.
     path = Path(__file__).resolve().parent / name
@@ -82,7 +84,11 @@ def load_bundled(split: Literal["train", "val", "unseen"], *, screen: bool = Tru
 
     if split == "train":
         data = concat([load_split(sample_path(name), "train") for name in SAMPLES])
-        return data.select_frames(plausible(data.poses_for("body"), margin_deg=SCREEN_MARGIN_DEG)) if screen else data
+        return (
+            data.select_frames(plausible(data.poses_for("body"), margin_deg=SCREEN_MARGIN_DEG))
+            if screen
+            else data
+        )
     if split == "val":
         return load_split(sample_path("cmu"), "val")
     if split == "unseen":

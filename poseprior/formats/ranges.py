@@ -112,7 +112,9 @@ def value_spreads(layout: str | JointLayout = "body") -> Tensor:
     spreads = torch.full((len(layout), 3), DEFAULT_FLOOR_DEG, dtype=torch.float64)
     for j, joint in enumerate(layout.joints):
         if joint in BODY_RANGES_DEG:
-            spreads[j] = torch.tensor([(hi - lo) / 4.0 for lo, hi in BODY_RANGES_DEG[joint]], dtype=torch.float64)
+            spreads[j] = torch.tensor(
+                [(hi - lo) / 4.0 for lo, hi in BODY_RANGES_DEG[joint]], dtype=torch.float64
+            )
     return spreads * (math.pi / 180.0)
 
 
@@ -168,5 +170,13 @@ def uniform_poses(
     return (lo + (hi - lo) * u).to(dtype)
 
 
-__all__ = ["BODY_RANGES_DEG", "DEFAULT_FLOOR_DEG", "MINOR_DOFS", "joint_ranges", "plausible", "uniform_poses",
-           "value_floors", "value_spreads"]
+__all__ = [
+    "BODY_RANGES_DEG",
+    "DEFAULT_FLOOR_DEG",
+    "MINOR_DOFS",
+    "joint_ranges",
+    "plausible",
+    "uniform_poses",
+    "value_floors",
+    "value_spreads",
+]

@@ -395,8 +395,10 @@ def build_flow(
     if permutation not in ("random", "reverse"):
         raise ValueError(f"permutation must be 'random' or 'reverse', got {permutation!r}")
     if blocks < 1 or hidden_features < 1 or residual_blocks < 0:
-        raise ValueError(f"need blocks >= 1, hidden_features >= 1, residual_blocks >= 0; got {blocks}, "
-                         f"{hidden_features}, {residual_blocks}")
+        raise ValueError(
+            f"need blocks >= 1, hidden_features >= 1, residual_blocks >= 0; got {blocks}, "
+            f"{hidden_features}, {residual_blocks}"
+        )
     if transform == "coupling" and features < 2:
         raise ValueError(f"a coupling flow needs at least 2 modelled values, got D = {features}; use 'maf'")
     with torch.random.fork_rng(devices=[]):
@@ -406,8 +408,18 @@ def build_flow(
         maf = {"input_bound": input_bound, "groups": None if groups is None else min(int(groups), features)}
         if maf["groups"] == 1:  # one feature: its one group depends on nothing, as with groups=None
             maf["groups"] = None
-        return _build(features, blocks, hidden_features, residual_blocks, transform, permutation, seed,
-                      max_log_scale, actnorm_eps, maf)
+        return _build(
+            features,
+            blocks,
+            hidden_features,
+            residual_blocks,
+            transform,
+            permutation,
+            seed,
+            max_log_scale,
+            actnorm_eps,
+            maf,
+        )
 
 
 def _build(
@@ -428,7 +440,9 @@ def _build(
         layers.append(ActNorm(features, eps=actnorm_eps))
         if transform == "maf":
             layers.append(
-                BoundedMaskedAffineAutoregressive(features, hidden_features, residual_blocks, max_log_scale, **maf)
+                BoundedMaskedAffineAutoregressive(
+                    features, hidden_features, residual_blocks, max_log_scale, **maf
+                )
             )
         else:
             mask = (torch.arange(features) + i) % 2  # alternate halves between blocks

@@ -19,7 +19,14 @@ from torch import Tensor
 from .flows import ActNorm, BoundedMaskedAffineAutoregressive, FixedPermutation, TransformStack
 from .independent import GaussianConstants
 
-__all__ = ["FusedBlock", "FusedMAFDensity", "FusedParts", "FusedResidual", "FusedTensors", "fused_maf_log_prob"]
+__all__ = [
+    "FusedBlock",
+    "FusedMAFDensity",
+    "FusedParts",
+    "FusedResidual",
+    "FusedTensors",
+    "fused_maf_log_prob",
+]
 
 
 class FusedParts(NamedTuple):
@@ -35,8 +42,13 @@ class FusedParts(NamedTuple):
     anatomy: GaussianConstants | None = None
 
 
+NO_PARTS = FusedParts()
+"""Nothing added to the flow's density."""
+
+
 class FusedResidual(NamedTuple):
-    """One residual block of a fused MADE: ``h + W2 relu(W1 relu(h) + b1) + b2`` (each W with its transpose)."""
+    """One residual block of a fused MADE: ``h + W2 relu(W1 relu(h) + b1) + b2`` (each W and its
+    transpose)."""
 
     b1: Tensor
     w1_t: Tensor
@@ -104,23 +116,34 @@ class FusedMAFDensity:
 
     def __init__(self, stack: TransformStack, matrix: Tensor, offset: Tensor, const: float) -> None:
         layers = list(stack.transforms)
-        if not layers or len(layers) % 3 or not all(
-            isinstance(a, ActNorm) and isinstance(m, BoundedMaskedAffineAutoregressive)
-            and isinstance(p, FixedPermutation)
-            for a, m, p in zip(layers[0::3], layers[1::3], layers[2::3])
+        if (
+            not layers
+            or len(layers) % 3
+            or not all(
+                isinstance(a, ActNorm)
+                and isinstance(m, BoundedMaskedAffineAutoregressive)
+                and isinstance(p, FixedPermutation)
+                for a, m, p in zip(layers[0::3], layers[1::3], layers[2::3], strict=False)
+            )
         ):
-            raise TypeError("FusedMAFDensity needs [ActNorm, BoundedMaskedAffineAutoregressive, "
-                            "FixedPermutation] * K")
+            raise TypeError(
+                "FusedMAFDensity needs [ActNorm, BoundedMaskedAffineAutoregressive, FixedPermutation] * K"
+            )
         actnorms, mafs, perms = layers[0::3], layers[1::3], layers[2::3]
         dtype, device, f64 = actnorms[0].loc.dtype, actnorms[0].loc.device, torch.float64
         d = self.features = actnorms[0].features
         bound = self.bound = float(mafs[0].max_log_scale)
         self.input_bound = mafs[0].input_bound
         depth = len(mafs[0].autoregressive_net.blocks)
-        if any(float(m.max_log_scale) != bound or len(m.autoregressive_net.blocks) != depth
-               or m.input_bound != self.input_bound for m in mafs):
-            raise ValueError("FusedMAFDensity needs the same max_log_scale, input_bound and MADE depth in "
-                             "every layer")
+        if any(
+            float(m.max_log_scale) != bound
+            or len(m.autoregressive_net.blocks) != depth
+            or m.input_bound != self.input_bound
+            for m in mafs
+        ):
+            raise ValueError(
+                "FusedMAFDensity needs the same max_log_scale, input_bound and MADE depth in every layer"
+            )
 
         def cast(t: Tensor) -> Tensor:
             return t.to(dtype).contiguous()
@@ -153,14 +176,27 @@ class FusedMAFDensity:
                     le = torch.zeros(d, dtype=f64, device=device)
                 wout = torch.cat([wu, wt])  # (2D, H): scale rows, then shift rows
                 inner = tuple(
-                    FusedResidual(*(cast(t) for t in (biases[1 + 2 * i], w1.T, w1, biases[2 + 2 * i], w2.T, w2)))
-                    for i, (w1, w2) in enumerate(zip(weights[1:-1:2], weights[2:-1:2]))
+                    FusedResidual(
+                        *(cast(t) for t in (biases[1 + 2 * i], w1.T, w1, biases[2 + 2 * i], w2.T, w2))
+                    )
+                    for i, (w1, w2) in enumerate(zip(weights[1:-1:2], weights[2:-1:2], strict=False))
                 )
-                blocks.append(FusedBlock(cast(biases[0]), cast(w0.T), cast(w0), inner,
-                                         cast(torch.cat([bu, bt])), cast(wout.T), cast(wout), cast(le)))
+                blocks.append(
+                    FusedBlock(
+                        cast(biases[0]),
+                        cast(w0.T),
+                        cast(w0),
+                        inner,
+                        cast(torch.cat([bu, bt])),
+                        cast(wout.T),
+                        cast(wout),
+                        cast(le),
+                    )
+                )
             scalars = (torch.tensor(c, dtype=dtype, device=device) for c in (const, bound, 1.0))
-            self.tensors = FusedTensors(cast(folded), cast(folded.T), cast((offset.to(f64) - locs[0]) * e0),
-                                        *scalars, tuple(blocks))
+            self.tensors = FusedTensors(
+                cast(folded), cast(folded.T), cast((offset.to(f64) - locs[0]) * e0), *scalars, tuple(blocks)
+            )
 
     @staticmethod
     def sources(stack: TransformStack) -> list[tuple[dict, str]]:
@@ -183,7 +219,7 @@ class FusedMAFDensity:
     def _args(self, grad: bool) -> tuple:
         return self.tensors, self.features, self.input_bound, grad
 
-    def log_prob(self, x: Tensor, impl: Callable | None = None, parts: FusedParts = FusedParts()) -> Tensor:
+    def log_prob(self, x: Tensor, impl: Callable | None = None, parts: FusedParts = NO_PARTS) -> Tensor:
         """(N, D_in) -> (N,) log-density.
 
         ``impl`` replaces :func:`fused_maf_log_prob` (a compiled copy); ``parts`` adds independent
@@ -195,7 +231,7 @@ class FusedMAFDensity:
         return lp.clone()  # a normal tensor: callers may modify it in place
 
     def log_prob_and_grad(
-        self, x: Tensor, impl: Callable | None = None, parts: FusedParts = FusedParts()
+        self, x: Tensor, impl: Callable | None = None, parts: FusedParts = NO_PARTS
     ) -> tuple[Tensor, Tensor]:
         """(N, D_in) -> the (N,) log-density and its (N, D_in) gradient with respect to each row of ``x``.
 
@@ -211,8 +247,12 @@ _relu_backward = torch.ops.aten.threshold_backward.default  # grad * (input > th
 
 
 def fused_maf_log_prob(
-    x: Tensor, tensors: FusedTensors, features: int, input_bound: float | None, grad: bool,
-    parts: FusedParts = FusedParts(),
+    x: Tensor,
+    tensors: FusedTensors,
+    features: int,
+    input_bound: float | None,
+    grad: bool,
+    parts: FusedParts = NO_PARTS,
 ) -> tuple[Tensor, Tensor | None]:
     r"""The computation of :class:`FusedMAFDensity`: log-density and (if ``grad``) per-row gradient.
 
@@ -258,12 +298,12 @@ def fused_maf_log_prob(
     if not grad:
         return lp, None
     gy = -a  # d/dz of -|z|^2 / 2
-    for blk, (a, th, inner, w, es) in zip(reversed(t.blocks), reversed(saved)):
+    for blk, (a, th, inner, w, es) in zip(reversed(t.blocks), reversed(saved), strict=False):
         ga = gy * es  # through y = a e^s + t, directly
         # d/du: (gy a e^s + 1) * b (1 - tanh^2): the scale term and the log-det term b sum(w).
         gu = torch.addcmul(t.one, ga, a).mul_(torch.addcmul(t.bound, w, w, value=-t.bound))
         gh = mm(torch.cat([gu, gy], 1), blk.w_out)
-        for r, (h, u) in zip(reversed(blk.inner), reversed(inner)):
+        for r, (h, u) in zip(reversed(blk.inner), reversed(inner), strict=False):
             gu_ = _relu_backward(mm(gh, r.w2), u, 0)
             gh = gh.add_(_relu_backward(mm(gu_, r.w1), h, 0))
         if th is None:

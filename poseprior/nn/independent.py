@@ -58,7 +58,9 @@ class IndependentGaussian(nn.Module):
         r"""Sets the means ``loc`` and standard deviations ``scale`` (each :math:`(n,)`) on ``support``."""
         scale = scale.double()
         if bool((scale[support] <= 0).any()) or not bool(torch.isfinite(scale[support]).all()):
-            raise ValueError("IndependentGaussian.set: every standard deviation on the support must be finite and > 0")
+            raise ValueError(
+                "IndependentGaussian.set: every standard deviation on the support must be finite and > 0"
+            )
         self.loc.copy_(torch.where(support, loc.to(self.loc), torch.zeros_like(self.loc)))
         inv = torch.where(support, scale.reciprocal(), torch.zeros_like(scale))
         self.inv_scale.copy_(inv)

@@ -97,7 +97,9 @@ def rq_spline(
     inside = inputs.abs() <= bound
     # Work on [0, 1]: both axes are scaled by the same 2B, so slopes and derivatives are unchanged.
     t = ((inputs.clamp(-bound, bound) + bound) / (2.0 * bound)).unsqueeze(dim)
-    widths, heights, right_x, right_y, derivs = _bins(params, k, dim, min_bin_width, min_bin_height, min_derivative)
+    widths, heights, right_x, right_y, derivs = _bins(
+        params, k, dim, min_bin_width, min_bin_height, min_derivative
+    )
     # Bin index: the number of interior knots at or below t.
     knots = (right_y if inverse else right_x).narrow(dim, 0, k - 1)
     idx = (t >= knots).sum(dim, keepdim=True)
@@ -202,11 +204,19 @@ class StackedMLP(nn.Module):
         sizes = [in_features] + [hidden] * layers + [out_features]
         self.weights = nn.ParameterList()
         self.biases = nn.ParameterList()
-        for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=False)):
             last = i == len(sizes) - 2
             bound = 1.0 / math.sqrt(a)  # nn.Linear's default uniform init, per network
-            w = torch.zeros(n, b, a) if last else torch.empty(n, b, a).uniform_(-bound, bound, generator=generator)
-            bias = torch.zeros(n, b, 1) if last else torch.empty(n, b, 1).uniform_(-bound, bound, generator=generator)
+            w = (
+                torch.zeros(n, b, a)
+                if last
+                else torch.empty(n, b, a).uniform_(-bound, bound, generator=generator)
+            )
+            bias = (
+                torch.zeros(n, b, 1)
+                if last
+                else torch.empty(n, b, 1).uniform_(-bound, bound, generator=generator)
+            )
             if last and out_init is not None:
                 bias[:] = out_init.to(bias.dtype).unsqueeze(-1)
             self.weights.append(nn.Parameter(w))
@@ -223,7 +233,7 @@ class StackedMLP(nn.Module):
         For :meth:`apply`; gathering them once pays off when a subset is evaluated many times.
         """
         layers = []
-        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
+        for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=False)):
             if index is not None:
                 w, b = w[index], b[index]
             if i == 0:

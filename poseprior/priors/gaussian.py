@@ -9,8 +9,8 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from .._rng import randn
 from .._checks import check_number
+from .._rng import randn
 from ..base import PosePrior
 from ..formats.layouts import JointLayout
 from ..registry import register_prior
@@ -61,8 +61,14 @@ class GaussianPrior(PosePrior):
         broad_weight: float = 0.3,
         broad_scale: float = 1.5,
     ) -> None:
-        super().__init__(layout, min_std=min_std, exclude=exclude, anatomical=anatomical,
-                         broad_weight=broad_weight, broad_scale=broad_scale)
+        super().__init__(
+            layout,
+            min_std=min_std,
+            exclude=exclude,
+            anatomical=anatomical,
+            broad_weight=broad_weight,
+            broad_scale=broad_scale,
+        )
         if covariance not in ("full", "diagonal"):
             raise ValueError(f"covariance must be 'full' or 'diagonal', got {covariance!r}")
         self.covariance = covariance

@@ -10,8 +10,8 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from .._rng import randn
 from .._checks import check_number
+from .._rng import randn
 from ..base import PosePrior
 from ..formats.layouts import JointLayout
 from ..nn.flows import build_flow
@@ -152,8 +152,14 @@ class GlobalFlowPrior(PosePrior):
         broad_weight: float = 0.3,
         broad_scale: float = 1.5,
     ) -> None:
-        super().__init__(layout, min_std=min_std, exclude=exclude, anatomical=anatomical,
-                         broad_weight=broad_weight, broad_scale=broad_scale)
+        super().__init__(
+            layout,
+            min_std=min_std,
+            exclude=exclude,
+            anatomical=anatomical,
+            broad_weight=broad_weight,
+            broad_scale=broad_scale,
+        )
         self.blocks = int(blocks)
         self.hidden_features = int(hidden_features)
         self.residual_blocks = int(residual_blocks)
@@ -166,8 +172,9 @@ class GlobalFlowPrior(PosePrior):
         self.noise_std = check_number("noise_std", noise_std, strict=False)
         self.max_log_scale = check_number("max_log_scale", max_log_scale)
         self.actnorm_eps = check_number("actnorm_eps", actnorm_eps)
-        self.conditioner_bound = None if conditioner_bound is None else check_number("conditioner_bound",
-                                                                                  conditioner_bound)
+        self.conditioner_bound = (
+            None if conditioner_bound is None else check_number("conditioner_bound", conditioner_bound)
+        )
         if groups is not None and (not isinstance(groups, int) or isinstance(groups, bool) or groups < 2):
             raise ValueError(f"groups must be an int >= 2 or None, got {groups!r}")
         self.groups = groups
@@ -271,15 +278,20 @@ class GlobalFlowPrior(PosePrior):
         optimizer steps and ``load_state_dict``) and storage address (``.to()``, ``.double()``),
         and the cache keeps the tensors themselves, so a replaced one (``assign=True``) is seen too.
         """
-        if (self.transform != "maf" or torch.compiler.is_compiling()
-                or _functorch_active()):  # torch.func: the plain path
+        if (
+            self.transform != "maf" or torch.compiler.is_compiling() or _functorch_active()
+        ):  # torch.func: the plain path
             return None
         flow = self.flow
         sources = self._fused_sources
         if sources is None or sources[0] is not flow:
             here = [(self._buffers, name) for name in ("loc", "whiten", "learned")]
-            here += [(part._buffers, name) for part in (self.broad, self.anatomy) if part is not None
-                     for name in ("loc", "inv_scale", "log_norm")]
+            here += [
+                (part._buffers, name)
+                for part in (self.broad, self.anatomy)
+                if part is not None
+                for name in ("loc", "inv_scale", "log_norm")
+            ]
             pairs = here + FusedMAFDensity.sources(flow)
             sources = self._fused_sources = (flow, [d for d, _ in pairs], [name for _, name in pairs])
         tensors = list(map(dict.__getitem__, sources[1], sources[2]))  # (a C loop: ~90 tensors)
@@ -375,8 +387,12 @@ class _FusedLogProb(torch.autograd.Function):
 
     @staticmethod
     def forward(
-        ctx: Any, x: Tensor, fused: FusedMAFDensity, impl: Callable | None,
-        plain: Callable[[Tensor], Tensor], parts: FusedParts,
+        ctx: Any,
+        x: Tensor,
+        fused: FusedMAFDensity,
+        impl: Callable | None,
+        plain: Callable[[Tensor], Tensor],
+        parts: FusedParts,
     ) -> Tensor:
         # (N, J, 3) in, reshaped here rather than by the caller: no view node in the graph.
         lp, grad = fused.log_prob_and_grad(x.reshape(x.shape[0], -1), impl, parts)

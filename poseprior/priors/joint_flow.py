@@ -9,8 +9,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .._rng import randn
 from .._checks import check_number
+from .._rng import randn
 from ..base import PosePrior
 from ..formats.layouts import JointLayout
 from ..formats.rotations import axis_angle_to_rot6d
@@ -118,8 +118,14 @@ class JointFlowPrior(PosePrior):
         broad_weight: float = 0.3,
         broad_scale: float = 1.5,
     ) -> None:
-        super().__init__(layout, min_std=min_std, exclude=exclude, anatomical=anatomical,
-                         broad_weight=broad_weight, broad_scale=broad_scale)
+        super().__init__(
+            layout,
+            min_std=min_std,
+            exclude=exclude,
+            anatomical=anatomical,
+            broad_weight=broad_weight,
+            broad_scale=broad_scale,
+        )
         if num_bins < 2 or hidden < 1 or layers < 1:
             raise ValueError(
                 f"num_bins >= 2, hidden >= 1 and layers >= 1 are needed, got {num_bins}, {hidden}, {layers}"
@@ -137,7 +143,9 @@ class JointFlowPrior(PosePrior):
         self._rebuild()
 
     @classmethod
-    def upgrade_checkpoint(cls, version: int, config: dict[str, Any], state: dict[str, Tensor]) -> tuple[dict, dict]:
+    def upgrade_checkpoint(
+        cls, version: int, config: dict[str, Any], state: dict[str, Tensor]
+    ) -> tuple[dict, dict]:
         """Version 1 had its own ``standardized`` flag; it is the base class's ``initialized`` now."""
         config, state = super().upgrade_checkpoint(version, config, state)
         state = dict(state)
@@ -162,9 +170,14 @@ class JointFlowPrior(PosePrior):
         key = depth * 3 + axis
         order = torch.argsort(key, stable=True)
         bounds = torch.unique_consecutive(key[order], return_counts=True)[1].cumsum(0).tolist()
-        self._groups = list(zip([0, *bounds[:-1]], bounds))
-        for name, value in (("value_flat", flat), ("value_joint", joint), ("value_parent", parent),
-                            ("sample_order", order), ("value_depth", depth)):
+        self._groups = list(zip([0, *bounds[:-1]], bounds, strict=False))
+        for name, value in (
+            ("value_flat", flat),
+            ("value_joint", joint),
+            ("value_parent", parent),
+            ("sample_order", order),
+            ("value_depth", depth),
+        ):
             self.register_buffer(name, value.to(ref.device), persistent=False)  # derived from `learned`
         self.net = StackedMLP(
             len(flat),
@@ -251,13 +264,15 @@ class JointFlowPrior(PosePrior):
         for start, stop in self._groups:
             values = self.sample_order[start:stop]
             # Tables and weights of this pass, gathered once for all chunks.
-            passes.append((
-                values,
-                self.value_joint[values],
-                self.value_parent[values] if int(self.value_depth[values[0]]) > 0 else None,
-                self.value_flat[values],
-                self.net.subset(values),
-            ))
+            passes.append(
+                (
+                    values,
+                    self.value_joint[values],
+                    self.value_parent[values] if int(self.value_depth[values[0]]) > 0 else None,
+                    self.value_flat[values],
+                    self.net.subset(values),
+                )
+            )
         loc, scale = self.loc.reshape(-1).to(z.dtype), self.scale.reshape(-1).to(z.dtype)
         log_scale = scale[self.value_flat].log().sum()
         xs, lps = [], []
@@ -313,4 +328,3 @@ class JointFlowPrior(PosePrior):
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, bins={self.num_bins}, hidden={self.hidden}, layers={self.layers}"
-
