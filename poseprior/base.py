@@ -60,6 +60,7 @@ import torch
 from torch import Tensor, nn
 
 from ._checks import check_like, check_number, check_pose
+from ._execution import Compilable, full_precision
 from ._rng import rand
 from .amass import PoseData
 from .errors import CheckpointError, NotInitializedError, ShapeError
@@ -80,7 +81,7 @@ def _symmetric(layout: JointLayout) -> bool:
     return bool(sides) and all(swap[n[: n.index("_") + 1]] + n[n.index("_") + 1 :] in names for n in sides)
 
 
-class PosePrior(nn.Module, abc.ABC):
+class PosePrior(Compilable, nn.Module, abc.ABC):
     r"""A probability density over axis-angle poses of one joint layout.
 
     Arguments:
@@ -247,7 +248,8 @@ class PosePrior(nn.Module, abc.ABC):
             return x.new_zeros(batch)
         if x.dim() != 3:  # (no view node in the autograd graph for the usual (N, J, 3))
             x = x.reshape(-1, *self.event_shape)
-        lp = self._full_log_prob(x)
+        with full_precision(x.device):
+            lp = self._run_full_log_prob(x)
         return lp if lp.shape == batch else lp.reshape(batch)
 
     def penalty(self, x: Tensor, per_dim: bool = False) -> Tensor:
@@ -280,7 +282,8 @@ class PosePrior(nn.Module, abc.ABC):
         n = shape.numel()
         if n == 0:
             return self.data_mean.new_zeros(*shape, *self.event_shape)
-        return self._draw(n, generator).reshape(*shape, *self.event_shape)
+        with full_precision(self.data_mean.device):
+            return self._draw(n, generator).reshape(*shape, *self.event_shape)
 
     def sample_and_log_prob(
         self, sample_shape: int | Sequence[int] = (), *, generator: torch.Generator | None = None
@@ -293,7 +296,7 @@ class PosePrior(nn.Module, abc.ABC):
         self._check_initialized("sample_and_log_prob")
         shape = self._sample_shape(sample_shape)
         n = shape.numel()
-        with torch.no_grad():
+        with torch.no_grad(), full_precision(self.data_mean.device):
             pair = self._sample_and_log_prob(n, generator) if self.broad is None and n > 0 else None
             if pair is None:
                 x = self.sample(shape, generator=generator)
@@ -372,10 +375,12 @@ class PosePrior(nn.Module, abc.ABC):
         """The scalar objective minimized by ``fit`` and by the Lightning trainer.
 
         ``generator`` drives the training noise of priors that use it (the global RNG when ``None``).
+        Under autocast (mixed precision) the loss is still computed in the prior's dtype.
         """
         x = self._check(x, "training_loss")
         self._check_initialized("training_loss")
-        return self._training_loss(x.reshape(-1, *self.event_shape), generator)
+        with full_precision(x.device):
+            return self._run_training_loss(x.reshape(-1, *self.event_shape), generator)
 
     # ------------------------------------------------------------------ hooks
     @abc.abstractmethod
