@@ -56,6 +56,11 @@ def assert_error(argv: list[str], capsys: pytest.CaptureFixture[str], match: str
     assert re.search(match, err), err
 
 
+def _stamps(root: Path) -> dict[Path, int]:
+    """Modification times of every file under ``root`` but the lock files (which hold a pid)."""
+    return {p: p.stat().st_mtime_ns for p in root.rglob("*") if p.name != ".lock"}
+
+
 def _table(out: str) -> list[list[str]]:
     rows = [line.strip("|").split("|") for line in out.splitlines() if line.startswith("| ")]
     return [[c.strip() for c in r] for r in rows]
@@ -93,17 +98,23 @@ def test_train_eval_sample_resume_export(
     (row,) = [r for r in _table(out) if r[0] == "gaussian"]
     assert row[1:5] == ["gaussian", "body", "63", "1"]  # D: every body value, learned or anatomical
     run_dir = tmp_path / "checkpoints" / "gaussian"
-    for path in ("last.ckpt", "final/config.json", "final/model.safetensors", "best/model.safetensors"):
+    for path in (
+        "last.ckpt",
+        "run.json",
+        "final/config.json",
+        "final/model.safetensors",
+        "best/model.safetensors",
+    ):
         assert (run_dir / path).is_file(), path
     assert list((tmp_path / "lightning_logs" / "gaussian").glob("events.out.tfevents.*"))
 
-    # The same run again without --resume is refused; with it, it continues to the new total.
-    assert_error(
-        ["train", "gaussian", "--max-epochs", "2", *common], capsys, "already has checkpoints.*--resume"
-    )
+    # The same run again without --resume is refused; with it, a finished run is left as it is.
+    assert_error(["train", "gaussian", "--max-epochs", "2", *common], capsys, "already exists.*--resume")
+    before = _stamps(tmp_path)
     code, out, err = run(["train", "gaussian", "--max-epochs", "2", "--resume", *common], capsys)
     assert code == 0, err
-    assert [r for r in _table(out) if r[0] == "gaussian"][0][4] == "2"
+    assert "already finished" in out and "nothing changed" in out
+    assert _stamps(tmp_path) == before
 
     # eval: one row per checkpoint and split; the numbers are the NLL of the exported prior.
     code, out, err = run(["eval", run_dir / "final", run_dir / "last.ckpt", "--data", data], capsys)

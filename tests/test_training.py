@@ -95,12 +95,11 @@ def test_datamodule_splits_and_shuffling(data: Path) -> None:
 
 def test_fit_reduces_val_loss_and_leaves_rng_alone(data: Path, tmp_path: Path) -> None:
     dm = _dm(data)
-    # broad_weight=0: a Gaussian trained from (0, I) is far worse than the data-fitted broad
-    # component for the first epochs, which would hide its progress in the mixture's NLL.
-    prior = _ready("gaussian", dm, broad_weight=0.0)
+    # broad_weight=0: the model alone (the fitted broad component would hide its progress in the NLL).
+    prior = _ready("global_flow", dm, broad_weight=0.0, **TINY_FLOW)
     before = metrics.nll(prior, dm.val_poses)
     state = torch.get_rng_state()
-    result = train(prior, dm, root=tmp_path, run="g", max_epochs=3, lr=3e-2, **_quick())
+    result = train(prior, dm, root=tmp_path, run="g", max_epochs=3, lr=1e-2, **_quick())
     assert torch.equal(torch.get_rng_state(), state), "training changed the process's RNG state"
     after = metrics.nll(result.prior, dm.val_poses)
     assert after < before - 5.0
@@ -222,9 +221,9 @@ def test_ddp_two_cpu_processes(data: Path, tmp_path: Path) -> None:
         "-m",
         "poseprior",
         "train",
-        "gaussian",
+        "global_flow",
         "--prior-args",
-        "broad_weight=0",  # the model alone: see test_fit_reduces_val_loss_and_leaves_rng_alone
+        *(f"{k}={v}" for k, v in TINY_FLOW.items()),
         "--data",
         str(data),
         "--max-epochs",
@@ -236,7 +235,7 @@ def test_ddp_two_cpu_processes(data: Path, tmp_path: Path) -> None:
         "--accelerator",
         "cpu",
         "--lr",
-        "3e-2",
+        "1e-2",
         "--eval-samples",
         "16",
         "--batch-size",
@@ -247,7 +246,7 @@ def test_ddp_two_cpu_processes(data: Path, tmp_path: Path) -> None:
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "MEMBER: 2/2" in proc.stderr  # two processes joined the process group
-    assert proc.stdout.count("| ddp | gaussian |") == 1  # only global rank 0 reports
+    assert proc.stdout.count("| ddp | global_flow |") == 1  # only global rank 0 reports
     run = tmp_path / "checkpoints" / "ddp"
     prior = poseprior.load(run / "final")
     ckpt = torch.load(run / "last.ckpt", map_location="cpu", weights_only=True)

@@ -54,6 +54,14 @@ def non_negative_float(text: str) -> float:
     return float(_number(text, float, 0, strict=False))
 
 
+def ema_decay(text: str) -> float:
+    """argparse type: an EMA decay in [0, 1) (0: no EMA)."""
+    value = float(_number(text, float, 0, strict=False))
+    if value >= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a decay in [0, 1) e.g. 0.999 (0: off), got {text!r}")
+    return value
+
+
 def data_folder(path: str | None) -> Path:
     """``--data``, or the bundled CMU sample when it is not given."""
     if path is None:

@@ -20,6 +20,7 @@ measured on clean poses in eval mode. With several processes each rank scores a 
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -55,6 +56,12 @@ class PoseTensorDataset(Dataset):
 
     def __getitems__(self, indices: Sequence[int]) -> Tensor:
         return self.poses[torch.as_tensor(indices, dtype=torch.long)]
+
+
+def _relative(path: str | Path, folder: Path) -> str:
+    """``path`` relative to ``folder`` when it lies inside it, else absolute."""
+    path = Path(path).resolve()
+    return str(path.relative_to(folder)) if path.is_relative_to(folder) else str(path)
 
 
 def _collate(batch: Tensor | list[Tensor]) -> Tensor:
@@ -93,6 +100,8 @@ class PoseDataModule(pl.LightningDataModule):
         fps: Subsample every file to this frame rate (see :func:`poseprior.amass.load_npz`).
         train_eval_size: Size of the fixed training subset scored at every validation (0: none).
         dtype: The dtype of the poses served (the prior's dtype).
+        num_workers: DataLoader worker processes for the training batches (0: the main process;
+            the poses are one in-memory tensor, so workers help only with slow custom datasets).
 
     Example:
         >>> from poseprior.data import sample_path
@@ -116,12 +125,15 @@ class PoseDataModule(pl.LightningDataModule):
         fps: float | None = None,
         train_eval_size: int = 4096,
         dtype: torch.dtype = torch.float32,
+        num_workers: int = 0,
     ) -> None:
         super().__init__()
         if batch_size < 1 or eval_batch_size < 1:
             raise ValueError(f"batch sizes must be >= 1, got {batch_size} and {eval_batch_size}")
         if train_eval_size < 0:
             raise ValueError(f"train_eval_size must be >= 0, got {train_eval_size}")
+        if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
+            raise ValueError(f"num_workers must be an integer >= 0, got {num_workers!r}")
         self.folder = Path(folder)
         self.layout = get_layout(layout)
         self.batch_size = int(batch_size)
@@ -133,6 +145,7 @@ class PoseDataModule(pl.LightningDataModule):
         self.fps = fps
         self.train_eval_size = int(train_eval_size)
         self.dtype = dtype
+        self.num_workers = num_workers
         # Plain values only: Lightning stores these in its checkpoints, which --resume reads back
         # with weights_only=True (no arbitrary objects).
         self.save_hyperparameters(
@@ -196,6 +209,39 @@ class PoseDataModule(pl.LightningDataModule):
             f"layout {self.layout.name!r} ({len(self.layout)} joints)"
         )
 
+    def record(self) -> dict[str, Any]:
+        """What a run record says about the data: the folder, splits, files and a hash of the poses.
+
+        ``poses_sha256`` hashes the served training and validation poses (values, shapes and dtype),
+        so a record tells whether two runs saw the same data without re-reading the files.
+        """
+        self._loaded()
+        assert self.train_data is not None and self.val_data is not None
+        folder = self.folder.resolve()
+        return {
+            "folder": str(folder),
+            "splits_file": None if self.splits_file is None else str(self.splits_file.resolve()),
+            "train_split": self.train_split,
+            "val_split": self.val_split,
+            "fps": self.fps,
+            "layout": self.layout.name,
+            "files": {
+                self.train_split: [_relative(f, folder) for f in self.train_data.files],
+                self.val_split: [_relative(f, folder) for f in self.val_data.files],
+            },
+            "poses": {"train": len(self.train_data), "val": len(self.val_data)},
+            "poses_sha256": self.poses_sha256(),
+        }
+
+    def poses_sha256(self) -> str:
+        """SHA-256 of the training and validation poses served (shapes, dtype and values)."""
+        digest = hashlib.sha256()
+        for poses in self._loaded():
+            t = poses.detach().cpu().contiguous()
+            digest.update(f"{tuple(t.shape)}:{t.dtype};".encode())
+            digest.update(t.numpy().tobytes())
+        return digest.hexdigest()
+
     def steps_per_epoch(self, world_size: int = 1) -> int:
         """Optimizer steps per epoch on each of ``world_size`` processes."""
         train, _ = self._loaded()
@@ -226,6 +272,8 @@ class PoseDataModule(pl.LightningDataModule):
             sampler=sampler,
             collate_fn=_collate,
             generator=self._generator(),
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
         )
 
     def _eval_loader(self, poses: Tensor) -> DataLoader:
