@@ -65,8 +65,8 @@ def test_shapes_and_description(
 
 
 @names
-def test_finite_and_differentiable(name: str, dtype: torch.dtype) -> None:
-    prior, data = fitted(name, dtype)
+def test_finite_and_differentiable(name: str, dtype: torch.dtype, device: torch.device) -> None:
+    prior, data = fitted(name, dtype, device=device)
     samples = prior.sample(50, generator=torch.Generator().manual_seed(0))
     assert torch.isfinite(prior.log_prob(samples)).all()
     x = data[:50].clone().requires_grad_(True)
@@ -95,8 +95,8 @@ def test_finite_far_from_the_data(name: str) -> None:
 
 
 @names
-def test_train_eval_equivalence(name: str, dtype: torch.dtype) -> None:
-    prior, data = fitted(name, dtype)
+def test_train_eval_equivalence(name: str, dtype: torch.dtype, device: torch.device) -> None:
+    prior, data = fitted(name, dtype, device=device)
     prior.train()
     a = prior.log_prob(data[:20])
     prior.eval()
@@ -187,8 +187,10 @@ def test_a_huge_learning_rate_is_caught_not_returned() -> None:
 
 
 @names
-def test_sampling_is_reproducible_and_agrees_with_log_prob(name: str, dtype: torch.dtype) -> None:
-    prior, _ = fitted(name, dtype)
+def test_sampling_is_reproducible_and_agrees_with_log_prob(
+    name: str, dtype: torch.dtype, device: torch.device
+) -> None:
+    prior, _ = fitted(name, dtype, device=device)
     a = prior.sample(5, generator=torch.Generator().manual_seed(7))
     torch.rand(100)  # move the global RNG
     state = torch.get_rng_state()
@@ -259,13 +261,13 @@ def test_a_frozen_joint_outside_the_body_is_excluded(name: str, caplog: pytest.L
 
 
 @names
-def test_save_load_roundtrip(name: str, dtype: torch.dtype, tmp_path: Path) -> None:
-    prior, data = fitted(name, dtype)
+def test_save_load_roundtrip(name: str, dtype: torch.dtype, device: torch.device, tmp_path: Path) -> None:
+    prior, data = fitted(name, dtype, device=device)
     prior.save(tmp_path / "ckpt")
     assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == ["config.json", "model.safetensors"]
     loaded = poseprior.load(tmp_path / "ckpt")
     assert type(loaded) is type(prior) and loaded.get_config() == prior.get_config()
-    torch.testing.assert_close(loaded.to(dtype).log_prob(data[:10]), prior.eval().log_prob(data[:10]))
+    torch.testing.assert_close(loaded.to(data).log_prob(data[:10]), prior.eval().log_prob(data[:10]))
     assert type(prior).load(tmp_path / "ckpt").dim == prior.dim
 
 
