@@ -6,9 +6,11 @@ translation, so the true rotations are known. A body part is hidden (left leg, r
 legs), Gaussian noise is added to the visible joints (one torch.Generator; the same noise for every
 method) and :func:`poseprior.fitting.fit_to_joints` fits the pose with each prior and without one.
 
-Reported per scenario and method: MPJPE (mm) on the hidden joints and on all 22 joints, the mean
-geodesic error (degrees) of the 21 body-joint rotations, and the paired per-frame change of the
-hidden-joint MPJPE against "no prior" (mean ± 2 standard errors; negative is better).
+Reported per scenario and method: MPJPE (mm) on the hidden joints and on all 22 joints, PA-MPJPE
+(mm, after a per-frame Procrustes alignment of all 22 joints: the articulated pose alone), PCK at
+50 mm on the hidden joints (%), the mean geodesic error (degrees) of the 21 body-joint rotations,
+and the paired per-frame change of the hidden-joint MPJPE against "no prior" (mean ± 2 standard
+errors; negative is better).
 
 Priors: gaussian (diagonal), gaussian (full) and every other registered prior over the ``body``
 layout, each fitted on the CMU train split with its defaults (:func:`poseprior.evaluation.fit_prior`).
@@ -38,7 +40,7 @@ import poseprior
 from poseprior.amass import PoseData, load_split
 from poseprior.data import sample_path
 from poseprior.evaluation import bench_specs, fit_prior, hold_out_files, label
-from poseprior.fitting import DEFAULT_WEIGHT, fit_to_joints
+from poseprior.fitting import DEFAULT_WEIGHT, fit_to_joints, pa_mpjpe, pck
 from poseprior.formats.rotations import axis_angle_to_matrix, geodesic_angle
 from poseprior.kinematics import SKELETON_JOINTS, forward_kinematics
 
@@ -51,6 +53,7 @@ SCENARIOS: dict[str, tuple[str, ...]] = {
     ),  # fmt: skip
 }
 SWEEP_WEIGHTS = (1e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2)
+PCK_THRESHOLD = 0.05  # metres
 
 
 def prior_specs(names: list[str] | None) -> tuple[list[tuple[str, dict[str, Any]]], list[str]]:
@@ -108,6 +111,8 @@ def run(
                 "method": name,
                 "hidden": 1000 * float(per_frame.mean()),
                 "all": 1000 * float(dist.mean()),
+                "pa": 1000 * pa_mpjpe(res.joints, truth),
+                "pck": 100 * pck(res.joints, truth, PCK_THRESHOLD, hidden),
                 "rot": math.degrees(float(rot)),
                 "seconds": seconds,
             }
@@ -118,7 +123,8 @@ def run(
                 row["delta"] = (float(diff.mean()), 2 * float(diff.std()) / math.sqrt(len(diff)))
             rows.append(row)
             print(f"  {scenario:10s} {name:34s} hidden {row['hidden']:6.1f} mm  all {row['all']:5.1f} mm  "
-                  f"rot {row['rot']:5.2f} deg  ({seconds:.1f} s)", flush=True)  # fmt: skip
+                  f"PA {row['pa']:5.1f} mm  PCK {row['pck']:5.1f} %  rot {row['rot']:5.2f} deg  "
+                  f"({seconds:.1f} s)", flush=True)  # fmt: skip
     return rows
 
 
@@ -130,13 +136,15 @@ def summary(rows: list[dict[str, Any]]) -> str:
 
 def table(rows: list[dict[str, Any]]) -> str:
     head = [
-        "scenario", "prior", "hidden MPJPE (mm)", "all MPJPE (mm)", "rot. error (deg)",
+        "scenario", "prior", "hidden MPJPE (mm)", "all MPJPE (mm)", "all PA-MPJPE (mm)",
+        f"hidden PCK@{1000 * PCK_THRESHOLD:g}mm (%)", "rot. error (deg)",
         "Δ hidden vs no prior (mm, ±2 s.e.)", "fit s",
     ]  # fmt: skip
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         delta = "–" if "delta" not in r else f"{r['delta'][0]:+.1f} ± {r['delta'][1]:.1f}"
-        cells = [r["scenario"], r["method"], f"{r['hidden']:.1f}", f"{r['all']:.1f}", f"{r['rot']:.2f}"]
+        cells = [r["scenario"], r["method"], f"{r['hidden']:.1f}", f"{r['all']:.1f}", f"{r['pa']:.1f}",
+                 f"{r['pck']:.1f}", f"{r['rot']:.2f}"]  # fmt: skip
         lines.append("| " + " | ".join([*cells, delta, f"{r['seconds']:.1f}"]) + " |")
     return "\n".join(lines)
 

@@ -67,6 +67,7 @@ from .base import PosePrior
 from .errors import ShapeError, ValueCheckError
 from .formats.layouts import BODY_JOINT_NAMES
 from .formats.rotations import matrix_to_axis_angle
+from .joint_metrics import mpjpe, pa_mpjpe, pck, procrustes_align
 from .kinematics import SKELETON_JOINTS, forward_kinematics
 
 __all__ = [
@@ -77,6 +78,9 @@ __all__ = [
     "SkeletonFK",
     "fit_to_joints",
     "mpjpe",
+    "pa_mpjpe",
+    "pck",
+    "procrustes_align",
 ]
 
 DEFAULT_WEIGHT = 1e-3
@@ -249,24 +253,6 @@ class FitResult:
     trans: Tensor
     joints: Tensor
     history: list[dict[str, float]] = field(default_factory=list)
-
-
-def mpjpe(a: Tensor, b: Tensor, mask: Tensor | None = None) -> float:
-    r"""Mean per-joint position error :math:`\frac{1}{|M|}\sum \lVert a - b \rVert` over a joint mask.
-
-    Arguments:
-        a: Joint positions with shape :math:`(N, J, 3)`.
-        b: Joint positions with shape :math:`(N, J, 3)`.
-        mask: Joints to include, with shape :math:`(J,)` or :math:`(N, J)`; all if ``None``.
-
-    Returns:
-        The mean distance, in the units of ``a`` and ``b``.
-    """
-    dist = torch.linalg.vector_norm(a - b, dim=-1)
-    if mask is None:
-        return float(dist.mean())
-    m = mask.expand_as(dist)
-    return float(dist[m].mean())
 
 
 def fit_to_joints(

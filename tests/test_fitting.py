@@ -14,7 +14,17 @@ import poseprior
 from poseprior.amass import PoseData, load_split
 from poseprior.data import sample_path
 from poseprior.errors import ShapeError, ValueCheckError
-from poseprior.fitting import SMPLXFK, BodyModel, FitResult, SkeletonFK, fit_to_joints, mpjpe
+from poseprior.fitting import (
+    SMPLXFK,
+    BodyModel,
+    FitResult,
+    SkeletonFK,
+    fit_to_joints,
+    mpjpe,
+    pa_mpjpe,
+    pck,
+    procrustes_align,
+)
 from poseprior.formats.layouts import LAYOUTS
 from poseprior.kinematics import SKELETON_JOINTS, forward_kinematics, rest_joints
 
@@ -316,3 +326,85 @@ def test_prior_layout_must_be_body() -> None:
 def test_skeleton_fk_rest_shape_error() -> None:
     with pytest.raises(ShapeError, match=r"rest must have shape \(22, 3\)"):
         SkeletonFK(torch.zeros(21, 3))
+
+
+# ---------------------------------------------------------------------------- PA-MPJPE and PCK
+SQUARE = torch.tensor([[[1.0, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0]]], dtype=torch.float64)
+
+
+def _random_rotation(gen: torch.Generator) -> torch.Tensor:
+    q, r = torch.linalg.qr(torch.randn(3, 3, generator=gen, dtype=torch.float64))
+    q = q * torch.sign(torch.diagonal(r))
+    return q if torch.linalg.det(q) > 0 else -q
+
+
+def test_pa_mpjpe_hand_computed() -> None:
+    # Stretched along y: the best similarity is R = I, t = 0 and s = tr(S) / sum |p|^2 = 6 / 10, so the
+    # aligned points are (+-0.6, 0, 0), (0, +-1.2, 0): errors 0.4, 0.4, 0.2, 0.2.
+    stretched = SQUARE * torch.tensor([1.0, 2.0, 1.0], dtype=torch.float64)
+    assert mpjpe(stretched, SQUARE) == pytest.approx(0.5)
+    assert pa_mpjpe(stretched, SQUARE) == pytest.approx(0.3)
+    expected = torch.tensor([[[0.6, 0, 0], [-0.6, 0, 0], [0, 1.2, 0], [0, -1.2, 0]]], dtype=torch.float64)
+    torch.testing.assert_close(procrustes_align(stretched, SQUARE), expected)
+    # A rotated, scaled and moved copy aligns exactly; MPJPE sees the whole difference.
+    gen = torch.Generator().manual_seed(0)
+    body = forward_kinematics(0.3 * torch.randn(4, 21, 3, generator=gen, dtype=torch.float64))  # (4, 22, 3)
+    moved = 1.7 * body @ _random_rotation(gen).T + torch.tensor([0.3, -2.0, 1.0], dtype=torch.float64)
+    assert mpjpe(moved, body) > 0.5 and pa_mpjpe(moved, body) < 1e-9
+    # A mirror image is not a rotation: it is not aligned away (no reflections).
+    assert pa_mpjpe(body * torch.tensor([-1.0, 1.0, 1.0], dtype=torch.float64), body) > 0.01
+
+
+def test_pa_mpjpe_matches_scipy_procrustes_for_body_and_hand_joints() -> None:
+    from scipy.spatial import procrustes
+
+    gen = torch.Generator().manual_seed(1)
+    for joints in (22, 21):  # the body joints of poseprior.kinematics, 21 hand keypoints
+        target = torch.randn(3, joints, 3, generator=gen, dtype=torch.float64)
+        pred = 0.8 * target @ _random_rotation(gen).T + 0.1 * torch.randn(
+            3, joints, 3, generator=gen, dtype=torch.float64
+        )
+        aligned = procrustes_align(pred, target)
+        for i in range(3):
+            # scipy scales the target to unit norm: its disparity is our squared error over |target - mean|^2.
+            _, _, disparity = procrustes(target[i].numpy(), pred[i].numpy())
+            centred = target[i] - target[i].mean(0)
+            ours = float((aligned[i] - target[i]).pow(2).sum() / centred.pow(2).sum())
+            assert ours == pytest.approx(disparity, rel=1e-9)
+        dist = (aligned - target).norm(dim=-1)
+        assert pa_mpjpe(pred, target) == pytest.approx(float(dist.mean()))
+
+
+def test_masked_alignment_and_pck() -> None:
+    target = torch.cat([SQUARE, torch.tensor([[[0.0, 0, 5]]], dtype=torch.float64)], 1)  # a fifth joint
+    pred = target.clone()
+    pred[0, 4] = torch.tensor([0.0, 0, 9])  # only the fifth joint is wrong
+    mask = torch.tensor([True, True, True, True, False])
+    assert pa_mpjpe(pred, target, mask) == pytest.approx(0.0, abs=1e-12)  # aligned on the right four
+    torch.testing.assert_close(procrustes_align(pred, target, mask)[0, 4], pred[0, 4])
+    # Distances 0, 0.05, 0.1, 0.2 (and the fifth joint's 4).
+    shift = torch.tensor([0.0, 0.05, 0.1, 0.2, 4.0], dtype=torch.float64)
+    moved = target + torch.stack([torch.zeros(5), torch.zeros(5), shift], -1).double()
+    assert pck(moved, target, 0.1) == pytest.approx(3 / 5)
+    assert pck(moved, target, 0.1, mask) == pytest.approx(3 / 4)
+    assert pck(moved, target, 0.0) == pytest.approx(1 / 5)
+    frames = torch.cat([moved, target])  # a second, perfect frame; a per-frame mask
+    per_frame = torch.tensor([[True] * 5, [True, True, False, False, False]])
+    assert pck(frames, torch.cat([target, target]), 0.1, per_frame) == pytest.approx(5 / 7)
+    stretched = SQUARE * torch.tensor([1.0, 2.0, 1.0], dtype=torch.float64)
+    assert pck(stretched, SQUARE, 0.3) == pytest.approx(0.5)  # errors 0, 0, 1, 1
+    assert pck(stretched, SQUARE, 0.3, align=True) == pytest.approx(0.5)  # errors 0.4, 0.4, 0.2, 0.2
+    assert pck(stretched, SQUARE, 0.45, align=True) == pytest.approx(1.0)
+
+
+def test_joint_metric_errors() -> None:
+    with pytest.raises(ShapeError, match=r"pa_mpjpe: pred and target must have the same shape"):
+        pa_mpjpe(SQUARE, SQUARE[:, :3])
+    with pytest.raises(ShapeError, match=r"pck: target must be joint positions with shape \(N, J, 3\)"):
+        pck(SQUARE, SQUARE[0], 0.1)
+    with pytest.raises(ShapeError, match=r"mask must be booleans with shape \(4,\) or \(1, 4\)"):
+        pa_mpjpe(SQUARE, SQUARE, torch.ones(4))
+    with pytest.raises(ShapeError, match=r"at least 3 joints in the mask .* frame 0 has 2"):
+        pa_mpjpe(SQUARE, SQUARE, torch.tensor([True, True, False, False]))
+    with pytest.raises(ValueError, match=r"threshold must be a finite distance >= 0"):
+        pck(SQUARE, SQUARE, -1.0)
