@@ -15,6 +15,8 @@ EXPECTED = {
     "fit_to_noisy_joints.py": ("hidden MPJPE", "no prior", "gaussian", "prior penalty"),
     "sample_poses.py": ("NLL (nats per pose)", "knee flexion (deg)", "wrote 200 samples"),
     "compare_priors.py": ("| no prior |", "| gaussian |", "| gaussian(covariance=diagonal) |"),
+    "two_stage_training.py": ("| 1 | random weights | 3e-3 | 3 |", "| 2 | stage 1, epoch 2 | 3e-4 | 2 |",
+                              "epoch002.ckpt (sha256"),
 }
 
 

@@ -217,9 +217,9 @@ def _resolve(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
 
 def _is_launched_child() -> bool:
     """True in the processes that Lightning's DDP launcher starts for ranks other than 0 of a node."""
-    from ..training.driver import _launched_child
+    from ..training.driver import launched_child
 
-    return _launched_child()
+    return launched_child()
 
 
 @contextmanager

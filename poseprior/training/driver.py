@@ -160,7 +160,7 @@ class TrainResult:
     already_finished: bool = False
 
 
-def _launched_child() -> bool:
+def launched_child() -> bool:
     """True in the processes a DDP launcher starts for ranks other than global rank 0."""
     return any(int(os.environ.get(k, "0") or 0) != 0 for k in ("LOCAL_RANK", "NODE_RANK", "RANK"))
 
@@ -346,7 +346,7 @@ def train(
     plan = _Plan(
         prior, datamodule, root, run, opts, dict(record or {}), callbacks, dict(trainer_kwargs or {})
     )
-    if _launched_child():  # rank 0 owns the folder; the other ranks only train
+    if launched_child():  # rank 0 owns the folder; the other ranks only train
         return plan.execute(resume, record=False)
     with RunLock(run_dir):
         prepare_run_folder(run_dir, root / "lightning_logs" / run, resume=bool(resume), overwrite=overwrite)
