@@ -238,6 +238,16 @@ def test_train_rejects_unknown_options(data: Path, tmp_path: Path) -> None:
     dm = datamodule(data)
     with pytest.raises(TypeError, match=r"unknown option\(s\) \['max_epoch'\]"):
         train(flow(dm), dm, root=tmp_path, max_epoch=2)
+    for bad, message in [
+        ({"max_epochs": 0}, r"max_epochs must be an integer >= 1, got 0"),  # (issue 15: trained nothing)
+        ({"lr": float("nan")}, r"lr must be a finite number >= 0, got nan"),
+        ({"save_every": 0}, r"save_every must be an integer >= 1 or None, got 0"),
+        ({"ema": 1.0}, r"ema must be a decay in \(0, 1\) or None, got 1\.0"),
+        ({"precision": "8"}, r"precision must be one of 32, bf16-mixed, 16-mixed, got '8'"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            train(flow(dm), dm, root=tmp_path, **bad)
+    assert not (tmp_path / "checkpoints").exists()  # refused before anything was written
     with pytest.raises(ValueError, match="resume continues a run and init_from starts a new one"):
         train(flow(dm), dm, root=tmp_path, resume=True, init_from=tmp_path)
     with pytest.raises(ValueError, match="fitted in closed form .* init_from"):

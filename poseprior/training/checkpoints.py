@@ -41,6 +41,8 @@ __all__ = [
 
 CHECKPOINT_KEY = "poseprior"
 """Key of a Lightning checkpoint holding the prior's name, version and config."""
+RESUME_OPTIONS = ("lr", "weight_decay", "lr_schedule", "batch_size", "seed", "grad_clip", "ema", "precision")
+"""Options a resumed run must keep (they decide the optimization); see :func:`poseprior.training.train`."""
 RUN_KEY = "poseprior_run"
 """Key of a Lightning checkpoint holding the run's optimization options and completed epochs."""
 EMA_PREFIX = "ema.module."
@@ -144,6 +146,53 @@ def load_source(path: str | Path) -> PosePrior:
         f"{str(path)!r} does not exist; --init-from takes a .ckpt of a run (e.g. checkpoints/<run>/last.ckpt "
         "or epochNNN.ckpt) or an exported folder (config.json + model.safetensors)"
     )
+
+
+def check_resume(
+    ckpt: dict[str, Any], path: Path, prior: PosePrior, options: dict[str, Any]
+) -> dict[str, Any]:
+    """Refuses to resume ``ckpt`` with another prior configuration, other data or other options."""
+    diff = config_differences(prior, ckpt["poseprior"])
+    if diff:
+        raise CheckpointError(
+            f"cannot resume from {str(path)!r}: it was trained with a different prior configuration (differs "
+            f"in: {'; '.join(diff)}); resume with the same prior arguments and data, or start a new run"
+        )
+    run = checkpoint_run(ckpt)
+    theirs = run["options"]
+    keys = [*RESUME_OPTIONS, "data_sha256"] + (
+        ["max_epochs"] if options.get("lr_schedule") == "cosine" else []
+    )
+    changed = [k for k in keys if k in theirs and theirs[k] != options.get(k)]
+    if changed:
+        what = ", ".join(
+            f"{k} {_shown(theirs[k])} -> {_shown(options.get(k))}"
+            if k != "data_sha256"
+            else "the training data"
+            for k in changed
+        )
+        raise CheckpointError(
+            f"--resume continues a run exactly, but these differ from the run in {str(path)!r}: {what}. To "
+            f"train on from its weights with other options, start a new run with --init-from {path} "
+            "(init_from=...)"
+        )
+    return run
+
+
+def _shown(value: Any) -> str:
+    return format(value, "g") if isinstance(value, float) else repr(value)
+
+
+def load_init_from(prior: PosePrior, source: str | Path) -> None:
+    """Loads the weights of ``source`` (a .ckpt or an exported folder) into ``prior``; configs must match."""
+    theirs = load_source(source)
+    diff = config_differences(prior, checkpoint_record(theirs))
+    if diff:
+        raise CheckpointError(
+            f"cannot start from {str(source)!r}: its prior configuration differs from this run's "
+            f"(differs in: {'; '.join(diff)}); pass the same prior arguments (--prior-args) and data"
+        )
+    prior.load_state_dict(theirs.to(prior.data_mean).state_dict(), strict=True)
 
 
 def config_differences(ours: PosePrior, theirs: dict[str, Any]) -> list[str]:

@@ -23,6 +23,7 @@ this run's options; the prior configuration must match.
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -35,11 +36,12 @@ import torch
 from ..base import PosePrior
 from ..errors import CheckpointError
 from .checkpoints import (
+    RESUME_OPTIONS,
+    check_resume,
     checkpoint_callbacks,
     checkpoint_run,
-    config_differences,
     export_checkpoint,
-    load_source,
+    load_init_from,
     read_lightning_checkpoint,
     stopped_early,
 )
@@ -51,8 +53,6 @@ __all__ = ["RESUME_OPTIONS", "StopAfterEpochs", "TrainOptions", "TrainResult", "
 
 log = logging.getLogger("poseprior.training")
 
-RESUME_OPTIONS = ("lr", "weight_decay", "lr_schedule", "batch_size", "seed", "grad_clip", "ema", "precision")
-"""Options a resumed run must keep (they decide the optimization); see :func:`train`."""
 PRECISIONS = ("32", "bf16-mixed", "16-mixed")
 
 
@@ -165,55 +165,6 @@ def launched_child() -> bool:
     return any(int(os.environ.get(k, "0") or 0) != 0 for k in ("LOCAL_RANK", "NODE_RANK", "RANK"))
 
 
-def _check_resume(
-    ckpt: dict[str, Any], path: Path, prior: PosePrior, options: dict[str, Any]
-) -> dict[str, Any]:
-    """Refuses to resume ``ckpt`` with another prior configuration, other data or other options."""
-    diff = config_differences(prior, ckpt["poseprior"])
-    if diff:
-        raise CheckpointError(
-            f"cannot resume from {str(path)!r}: it was trained with a different prior configuration (differs "
-            f"in: {'; '.join(diff)}); resume with the same prior arguments and data, or start a new run"
-        )
-    run = checkpoint_run(ckpt)
-    theirs = run["options"]
-    keys = [*RESUME_OPTIONS, "data_sha256"] + (
-        ["max_epochs"] if options.get("lr_schedule") == "cosine" else []
-    )
-    changed = [k for k in keys if k in theirs and theirs[k] != options.get(k)]
-    if changed:
-        what = ", ".join(
-            f"{k} {_shown(theirs[k])} -> {_shown(options.get(k))}"
-            if k != "data_sha256"
-            else "the training data"
-            for k in changed
-        )
-        raise CheckpointError(
-            f"--resume continues a run exactly, but these differ from the run in {str(path)!r}: {what}. To "
-            f"train on from its weights with other options, start a new run with --init-from {path} "
-            "(init_from=...)"
-        )
-    return run
-
-
-def _shown(value: Any) -> str:
-    return format(value, "g") if isinstance(value, float) else repr(value)
-
-
-def _init_from(prior: PosePrior, source: str | Path) -> None:
-    """Loads the weights of ``source`` (a .ckpt or an exported folder) into ``prior``; configs must match."""
-    from ..hub import checkpoint_record
-
-    theirs = load_source(source)
-    diff = config_differences(prior, checkpoint_record(theirs))
-    if diff:
-        raise CheckpointError(
-            f"cannot start from {str(source)!r}: its prior configuration differs from this run's "
-            f"(differs in: {'; '.join(diff)}); pass the same prior arguments (--prior-args) and data"
-        )
-    prior.load_state_dict(theirs.to(prior.data_mean).state_dict(), strict=True)
-
-
 @dataclass(frozen=True)
 class TrainOptions:
     r"""The options of a training run: keyword arguments of :func:`train`, recorded in ``run.json``.
@@ -258,6 +209,42 @@ class TrainOptions:
     accelerator: str = "auto"
     strategy: str = "auto"
     progress: bool = False
+
+    def __post_init__(self) -> None:
+        def number(
+            name: str, low: float, *, strict: bool = False, integer: bool = False, none: bool = False
+        ) -> None:
+            v = getattr(self, name)
+            if none and v is None:
+                return
+            kind = int if integer else (int, float)
+            ok = (
+                isinstance(v, kind)
+                and not isinstance(v, bool)
+                and math.isfinite(v)
+                and (v > low if strict else v >= low)
+            )
+            if not ok:
+                what = "an integer" if integer else "a finite number"
+                bound = f"{'>' if strict else '>='} {low:g}" + (" or None" if none else "")
+                raise ValueError(f"train: {name} must be {what} {bound}, got {v!r}")
+
+        number("max_epochs", 1, integer=True)
+        number("lr", 0)
+        number("weight_decay", 0)
+        number("num_eval_samples", 0, integer=True)
+        number("save_every", 1, integer=True, none=True)
+        number("patience", 0, integer=True, none=True)
+        number("grad_clip", 0, none=True)
+        number("ema", 0, strict=True, none=True)
+        if self.ema is not None and self.ema >= 1:
+            raise ValueError(f"train: ema must be a decay in (0, 1) or None, got {self.ema!r}")
+        if self.lr_schedule not in ("constant", "cosine"):
+            raise ValueError(f"train: lr_schedule must be 'constant' or 'cosine', got {self.lr_schedule!r}")
+        if str(self.precision) not in PRECISIONS:
+            raise ValueError(
+                f"train: precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"
+            )
 
     def record(self, prior: PosePrior, dm: PoseDataModule, extra: dict[str, Any]) -> dict[str, Any]:
         """The run's resolved options, under the names of ``poseprior train``'s options."""
@@ -390,7 +377,7 @@ class _Plan:
         ckpt_path = self._resume_path(resume)
         if ckpt_path is not None:
             ckpt = read_lightning_checkpoint(ckpt_path)
-            state = _check_resume(ckpt, ckpt_path, prior, options)
+            state = check_resume(ckpt, ckpt_path, prior, options)
             done = (
                 not prior.iterative_fit
                 or state["epochs_done"] >= options["max_epochs"]
@@ -399,7 +386,7 @@ class _Plan:
             if done:
                 return self._finished(ckpt_path, state["epochs_done"], record)
         if options["init_from"] is not None:
-            _init_from(prior, options["init_from"])
+            load_init_from(prior, options["init_from"])
         if record:
             self._start_record(ckpt_path)
         try:
