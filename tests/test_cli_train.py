@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from training_common import FILTERS, data_folder, flow_args
+from training_common import FILTERS, data_folder, datamodule, flow, flow_args, quick
 
 import poseprior
 from poseprior.cli import main
@@ -71,6 +71,16 @@ def test_config_reruns_a_run_with_identical_weights(data: Path, tmp_path: Path, 
     # The record's own run name is taken by default: an existing run, refused.
     code, _, err = run(["train", "--config", record, "--out", tmp_path], capsys)
     assert code == 2 and "run 'a' already exists" in err
+    # A record of poseprior.training.train (no constructor arguments given): its resolved config.
+    from poseprior.training import train
+
+    dm = datamodule(data)
+    train(flow(dm), dm, root=tmp_path, run="lib", max_epochs=1, **quick())
+    code, _, err = run(["train", "--config", tmp_path / "checkpoints" / "lib" / "run.json", "--out", tmp_path,
+                        "--run", "lib2"], capsys)  # fmt: skip
+    assert code == 0, err
+    lib, lib2 = (poseprior.load(tmp_path / "checkpoints" / r / "final") for r in ("lib", "lib2"))
+    assert lib2.get_config() == lib.get_config()
 
 
 def test_stages_and_exact_resume_on_the_command_line(data: Path, tmp_path: Path, capsys) -> None:  # noqa: ANN001

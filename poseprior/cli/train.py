@@ -207,7 +207,10 @@ def _resolve(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
         )
     # Another prior than the record's: the record's constructor arguments do not apply to it.
     same = options["prior"] == layered.get("prior")
-    options["prior_args"] = dict(layered.get("prior_args") or {}) if same else {}
+    recorded = layered.get("prior_args")
+    if same and recorded is None and record is not None:  # a record of poseprior.training.train: its config
+        recorded = {k: v for k, v in (record.get("prior") or {}).get("config", {}).items() if k != "layout"}
+    options["prior_args"] = dict(recorded or {}) if same else {}
     options["prior_args"].update(parse_prior_args(args.prior_args, options["prior"]))
     if args.resume:  # a resumed stage already holds the weights it started from
         options["init_from"] = None
