@@ -23,7 +23,7 @@ def full_precision(device: torch.device) -> contextlib.AbstractContextManager[An
 
 
 class Compilable:
-    """``compile()`` for priors: ``torch.compile`` of the class's ``_full_log_prob`` and ``_training_loss``."""
+    """``compile()`` for priors: ``torch.compile`` of the class's ``_full_log_prob``, ``_training_loss``."""
 
     _compile_options: dict[str, Any] | None = None
     _compiled_hooks: tuple[Any, Any] | None = None

@@ -181,7 +181,7 @@ def test_grad_clip_and_workers(data: Path, tmp_path: Path) -> None:
 # ---------------------------------------------------------------------------- collapse watch
 def test_collapse_is_logged_and_warned(data: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     dm = datamodule(data)
-    prior = ready("gaussian", dm, broad_weight=0.0)
+    prior = ready("gaussian", dm, broad_weight=0.0, anatomical=[])  # every value learned, none anatomical
     prior.fit(dm.train_poses)
     trainer = build_trainer(root=tmp_path, accelerator="cpu")
     with caplog.at_level(logging.WARNING, logger="poseprior.training"):

@@ -273,7 +273,8 @@ def _build(o: dict[str, Any], training: Any, folder: Path, layout: str, child: b
     with torch.random.fork_rng():
         torch.manual_seed(o["seed"])
         prior = create(o["prior"], layout=layout, **o["prior_args"])
-        prior.initialize(dm.train_poses.to(prior.data_mean.dtype))
+        if prior.iterative_fit:  # (a closed-form prior is fitted by train(): prior.fit decides its values)
+            prior.initialize(dm.train_poses.to(prior.data_mean.dtype))
     return prior, dm
 
 

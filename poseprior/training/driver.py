@@ -369,7 +369,9 @@ class _Plan:
     def execute(self, resume: bool | str | Path, *, record: bool) -> TrainResult:
         prior, dm = self.prior, self.dm
         dm.setup("fit")
-        if not bool(prior.initialized):
+        if not prior.iterative_fit:  # closed form: exactly prior.fit (which decides the values itself)
+            prior.fit(dm.train_poses.to(prior.data_mean.dtype))
+        elif not bool(prior.initialized):
             prior.initialize(dm.train_poses.to(prior.data_mean.dtype))
         options = self.opts.record(prior, dm, self.extra)
         options["data_sha256"] = dm.poses_sha256()
@@ -469,8 +471,7 @@ class _Plan:
 
     def _fit_closed_form(self) -> TrainResult:
         o, prior, dm = self.options, self.prior, self.dm
-        train = dm.train_poses.to(prior.data_mean.dtype)
-        prior.fit(train)  # closed form: the same call as prior.fit outside the trainer
+        train = dm.train_poses.to(prior.data_mean.dtype)  # (fitted by execute: prior.fit(train))
         prior.eval()
         module = PriorModule(prior, seed=o["seed"], num_eval_samples=o["eval_samples"], run_options=o)
         trainer = self._trainer(1)
