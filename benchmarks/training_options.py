@@ -56,12 +56,12 @@ def hand_folder(root: Path, files: int = 6, frames: int = 1000) -> Path:
 @contextlib.contextmanager
 def autocast_inside() -> Iterator[None]:
     """Lets autocast reach the densities, as before they were kept in float32 (a measurement only)."""
-    saved = base._full_precision
-    base._full_precision = lambda device: contextlib.nullcontext()
+    saved = base.full_precision
+    base.full_precision = lambda device: contextlib.nullcontext()
     try:
         yield
     finally:
-        base._full_precision = saved
+        base.full_precision = saved
 
 
 def autocast_change(prior: poseprior.PosePrior, x: torch.Tensor) -> tuple[float, float]:

@@ -370,7 +370,10 @@ class _Plan:
         prior, dm = self.prior, self.dm
         dm.setup("fit")
         if not prior.iterative_fit:  # closed form: exactly prior.fit (which decides the values itself)
-            prior.fit(dm.train_poses.to(prior.data_mean.dtype))
+            prior.fit(
+                dm.train_poses.to(prior.data_mean.dtype),
+                generator=torch.Generator().manual_seed(self.opts.seed),
+            )
         elif not bool(prior.initialized):
             prior.initialize(dm.train_poses.to(prior.data_mean.dtype))
         options = self.opts.record(prior, dm, self.extra)
