@@ -23,17 +23,11 @@ names = pytest.mark.parametrize("name", sorted(TINY_CONFIGS))
 # Random calls that take a generator= and are not the user's draws, so the rule does not apply:
 # (file, function) -> why.
 LOCAL_GENERATORS = {
-    (
-        "priors/global_flow.py",
-        "_initialize",
-    ): "its own CPU generator; the noise is moved to the data's device",
-    (
-        "priors/hand_vae.py",
-        "_bound",
-    ): "its own generator on the prior's device (the log_prob estimate's draws)",
+    ("priors/global_flow.py", "_initialize"): "its own CPU generator, the noise moved to the data's device",
+    ("priors/_vae.py", "_bound"): "its own generator on the prior's device (the log_prob estimate's draws)",
     ("nn/flows.py", "random"): "a permutation drawn at construction, on the CPU",
     ("nn/joint_net.py", "__init__"): "initial weights drawn at construction, on the CPU",
-}
+}  # fmt: skip
 RANDOM = {
     "randn", "rand", "randint", "randperm", "normal", "bernoulli", "multinomial", "poisson",
     "normal_", "uniform_", "random_", "exponential_", "bernoulli_", "cauchy_", "log_normal_", "geometric_",
