@@ -106,21 +106,7 @@ def test_compiled_with_inductor_agrees(name: str) -> None:
         )
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(
-            n,
-            marks=pytest.mark.xfail(
-                strict=True, reason="global_flow.compile() binds torch.compile to self._density: a copy "
-                "computes with the original's weights (reported; the EMA copy is compiled again)"
-            ),
-        )
-        if n == "global_flow"
-        else n
-        for n in sorted(TINY_CONFIGS)
-    ],
-)  # fmt: skip
+@pytest.mark.parametrize("name", sorted(TINY_CONFIGS))
 def test_a_copy_of_a_compiled_prior_uses_its_own_weights(name: str) -> None:
     prior, data = fitted(name, torch.float32)
     prior.compile(backend="eager")

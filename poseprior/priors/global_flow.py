@@ -202,7 +202,7 @@ class GlobalFlowPrior(PosePrior):
             groups=self.groups if self.transform == "maf" else None,
         ).to(dtype=ref.dtype, device=ref.device)
         if self._compile_options is not None:  # a fresh graph for the new modules
-            self._compiled = torch.compile(self._density, **self._compile_options)
+            self._compiled = torch.compile(type(self)._density, **self._compile_options)
 
     # ------------------------------------------------------------------ hooks
     def _initialize(self, x: Tensor) -> None:
@@ -262,8 +262,12 @@ class GlobalFlowPrior(PosePrior):
             return _FusedLogProb.apply(x, fused, self._compiled_fused, plain, parts)
         return fused.log_prob(x.reshape(x.shape[0], -1), self._compiled_fused, parts)
 
+    def _run_density(self, v: Tensor) -> Tensor:
+        """(N, model_dim) -> (N,): :meth:`_density`, compiled if :meth:`compile` asked for it."""
+        return self._density(v) if self._compiled is None else self._compiled(self, v)
+
     def _plain_density(self, x: Tensor) -> Tensor:
-        return (self._compiled or self._density)(self._select(x))
+        return self._run_density(self._select(x))
 
     def _plain_mixture(self, x: Tensor) -> Tensor:
         return self._mix(self._plain_density(x), x)
@@ -318,7 +322,7 @@ class GlobalFlowPrior(PosePrior):
         v = self._select(x)
         if self.training and self.noise_std > 0:
             v = v + self.noise_std * randn(v.shape, generator, v)
-        return -(self._compiled or self._density)(v).mean()
+        return -self._run_density(v).mean()
 
     def _sample_values(self, n: int, generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
         """-> (n, model_dim) learned values and their (n,) log-density."""
@@ -369,7 +373,8 @@ class GlobalFlowPrior(PosePrior):
         ``benchmarks/speed_global_flow.py`` measures both modes.
         """
         self._compile_options = options if enabled else None
-        self._compiled = torch.compile(self._density, **options) if enabled else None
+        # The class's function, called with the prior: a copy of a compiled prior uses its own weights.
+        self._compiled = torch.compile(type(self)._density, **options) if enabled else None
         # The fused frozen path is a pure function of the folded weights: compiled once, it serves
         # every weight value (the weights are its inputs, not constants baked into the graph).
         self._compiled_fused = torch.compile(fused_maf_log_prob, **options) if enabled else None

@@ -44,7 +44,7 @@ from ..formats.layouts import BODY_JOINT_NAMES
 from ..hub import checkpoint_record
 from .checkpoints import CHECKPOINT_KEY, RUN_KEY
 
-__all__ = ["PriorModule", "copy_prior"]
+__all__ = ["PriorModule"]
 
 log = logging.getLogger("poseprior.training")
 
@@ -63,15 +63,6 @@ def _forked_rng(*parts: int) -> Iterator[None]:
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
         yield
-
-
-def copy_prior(prior: PosePrior) -> PosePrior:
-    """A deep copy of ``prior``, compiled again if ``prior`` was (so the copy uses its own weights)."""
-    twin = copy.deepcopy(prior)
-    options = getattr(prior, "_compile_options", None)
-    if options is not None:
-        twin.compile(**options)
-    return twin
 
 
 def diversity(prior: PosePrior, x: Tensor) -> Tensor:
@@ -168,7 +159,6 @@ class PriorModule(pl.LightningModule):
 
             # use_buffers=False: buffers are copied from the prior (the bool ones cannot be averaged).
             self.ema = AveragedModel(prior, multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=False)
-            self.ema.module = copy_prior(prior)  # (AveragedModel's deepcopy would share compiled functions)
             self.ema.requires_grad_(False)
         self._sums: dict[str, _Sums] = {}
         self._round_trip: Tensor | None = None
