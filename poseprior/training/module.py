@@ -26,7 +26,6 @@ in the prior's dtype (float32), because bf16 conditioner outputs move the NLL by
 from __future__ import annotations
 
 import contextlib
-import copy
 import logging
 import math
 from collections.abc import Iterator, Sequence
