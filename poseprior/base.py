@@ -64,21 +64,13 @@ from ._execution import Compilable, full_precision
 from ._rng import rand
 from .amass import PoseData
 from .errors import CheckpointError, NotInitializedError, ShapeError
-from .formats.adapters import mirror_pose
+from .formats.adapters import mirror_pose, symmetric
 from .formats.layouts import LAYOUTS, JointLayout, get_layout
 from .formats.ranges import value_floors, value_spreads
 from .nn.independent import IndependentGaussian
 from .values import decide_values, flat_indices, value_masks
 
 _FIT_COMMON = frozenset({"val", "generator", "progress", "mirror"})  # fit options every prior accepts
-
-
-def _symmetric(layout: JointLayout) -> bool:
-    """Whether every ``left_`` joint of ``layout`` has its ``right_`` twin, and the other way round."""
-    names = set(layout.joints)
-    sides = [n for n in names if n.startswith(("left_", "right_"))]
-    swap = {"left_": "right_", "right_": "left_"}
-    return bool(sides) and all(swap[n[: n.index("_") + 1]] + n[n.index("_") + 1 :] in names for n in sides)
 
 
 class PosePrior(Compilable, nn.Module, abc.ABC):
@@ -359,7 +351,7 @@ class PosePrior(Compilable, nn.Module, abc.ABC):
         options = {**self.fit_defaults, **options}
         mirror = options.pop("mirror", None)
         if mirror is None:
-            mirror = _symmetric(self.layout)
+            mirror = symmetric(self.layout)
         elif not isinstance(mirror, bool):
             raise ValueError(f"{type(self).__name__}.fit: mirror must be True, False or None, got {mirror!r}")
         if mirror:

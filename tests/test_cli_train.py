@@ -138,3 +138,13 @@ def test_training_options_are_checked_and_recorded(data: Path, tmp_path: Path, c
     code, _, err = run(_flow(data, tmp_path, *options, "--overwrite", "--ema", "0"), capsys)
     assert code == 0, err
     assert json.loads((tmp_path / "checkpoints" / "o" / "run.json").read_text())["options"]["ema"] is None
+
+
+def test_divergence_is_reported_as_the_optimization_not_the_data(data: Path, tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    """Issue 15: a diverged run used to be reported as 'the poses contain NaN or inf ... repair those
+    frames'. It now stops with the step and learning rate and points at the optimizer options."""
+    code, out, err = run([*_flow(data, tmp_path, "--max-epochs", "3", "--lr", "1e12")], capsys)
+    assert code == 2, (out, err)
+    last = err.strip().splitlines()[-1]
+    assert "training diverged" in last and "learning rate 1e+12" in last and "lower --lr" in last
+    assert "repair" not in err and "Traceback" not in err

@@ -85,8 +85,10 @@ def test_datamodule_splits_and_shuffling(data: Path) -> None:
     second = torch.cat(list(loader))
     loader.sampler.set_epoch(0)
     again = torch.cat(list(loader))
-    # Every epoch is a permutation of the training poses; the order depends on the epoch only.
-    assert torch.equal(first.sort(0).values, dm.train_poses.sort(0).values)
+    # Every epoch is a permutation of the training poses and their mirror images (the body is
+    # left/right symmetric); the order depends on the epoch only.
+    assert dm.mirror and len(dm.fit_poses) == 2 * len(dm.train_poses)
+    assert torch.equal(first.sort(0).values, dm.fit_poses.sort(0).values)
     assert not torch.equal(first, second) and torch.equal(first, again)
     val, train_subset = dm.val_dataloader()
     assert torch.equal(torch.cat(list(val)), dm.val_poses)  # in order, nothing dropped or repeated

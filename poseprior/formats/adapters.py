@@ -51,6 +51,7 @@ __all__ = [
     "hand_flat_to_relative",
     "mirror_hand",
     "mirror_pose",
+    "symmetric",
     "to_prior",
 ]
 
@@ -410,6 +411,15 @@ def mirror_hand(x: Tensor) -> Tensor:
     x = _check_hand(x, "mirror_hand")
     sign = torch.tensor([1.0, -1.0, -1.0], dtype=x.dtype, device=x.device)
     return x * sign
+
+
+def symmetric(layout: str | JointLayout) -> bool:
+    """Whether every ``left_`` joint of ``layout`` has its ``right_`` twin and the other way round
+    (so :func:`mirror_pose` applies): the body, both hands, the full layouts; not one hand."""
+    names = set(get_layout(layout).joints)
+    sides = [n for n in names if n.startswith(("left_", "right_"))]
+    swap = {"left_": "right_", "right_": "left_"}
+    return bool(sides) and all(swap[n[: n.index("_") + 1]] + n[n.index("_") + 1 :] in names for n in sides)
 
 
 def mirror_pose(x: Tensor, layout: str | JointLayout) -> Tensor:

@@ -33,6 +33,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from ..amass import PoseData, load_split
 from ..errors import DataError
+from ..formats.adapters import mirror_pose, symmetric
 from ..formats.layouts import JointLayout, get_layout
 
 __all__ = ["PoseDataModule", "PoseTensorDataset"]
@@ -102,6 +103,9 @@ class PoseDataModule(pl.LightningDataModule):
         dtype: The dtype of the poses served (the prior's dtype).
         num_workers: DataLoader worker processes for the training batches (0: the main process;
             the poses are one in-memory tensor, so workers help only with slow custom datasets).
+        mirror: Train on the mirror images of the training poses too, as
+            :meth:`poseprior.PosePrior.fit` does (``None``: when the layout is left/right
+            symmetric). Validation poses are never mirrored.
 
     Example:
         >>> from poseprior.data import sample_path
@@ -126,6 +130,7 @@ class PoseDataModule(pl.LightningDataModule):
         train_eval_size: int = 4096,
         dtype: torch.dtype = torch.float32,
         num_workers: int = 0,
+        mirror: bool | None = None,
     ) -> None:
         super().__init__()
         if batch_size < 1 or eval_batch_size < 1:
@@ -146,6 +151,9 @@ class PoseDataModule(pl.LightningDataModule):
         self.train_eval_size = int(train_eval_size)
         self.dtype = dtype
         self.num_workers = num_workers
+        if mirror is not None and not isinstance(mirror, bool):
+            raise ValueError(f"mirror must be True, False or None, got {mirror!r}")
+        self.mirror = symmetric(self.layout) if mirror is None else mirror
         # Plain values only: Lightning stores these in its checkpoints, which --resume reads back
         # with weights_only=True (no arbitrary objects).
         self.save_hyperparameters(
@@ -159,6 +167,7 @@ class PoseDataModule(pl.LightningDataModule):
                 "val_split": val_split,
                 "fps": fps,
                 "train_eval_size": self.train_eval_size,
+                "mirror": self.mirror,
             }
         )
         self.train_data: PoseData | None = None
@@ -259,10 +268,16 @@ class PoseDataModule(pl.LightningDataModule):
         # workers' base seed from the global RNG at every epoch.
         return torch.Generator().manual_seed(self.shuffle_seed)
 
-    def train_dataloader(self) -> DataLoader:
+    @property
+    def fit_poses(self) -> Tensor:
+        r"""The poses training iterates over, :math:`(N', J, 3)`: the training poses and, with ``mirror``,
+        their mirror images (as :meth:`poseprior.PosePrior.fit` does)."""
         train, _ = self._loaded()
+        return torch.cat([train, mirror_pose(train, self.layout)]) if self.mirror else train
+
+    def train_dataloader(self) -> DataLoader:
         world, rank = self._world()
-        dataset = PoseTensorDataset(train)
+        dataset = PoseTensorDataset(self.fit_poses)
         sampler = DistributedSampler(
             dataset, num_replicas=world, rank=rank, shuffle=True, seed=self.shuffle_seed
         )

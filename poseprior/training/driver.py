@@ -373,9 +373,10 @@ class _Plan:
             prior.fit(
                 dm.train_poses.to(prior.data_mean.dtype),
                 generator=torch.Generator().manual_seed(self.opts.seed),
+                mirror=dm.mirror,
             )
         elif not bool(prior.initialized):
-            prior.initialize(dm.train_poses.to(prior.data_mean.dtype))
+            prior.initialize(dm.fit_poses.to(prior.data_mean.dtype))  # (mirrored, as fit does)
         options = self.opts.record(prior, dm, self.extra)
         options["data_sha256"] = dm.poses_sha256()
         self.options = options

@@ -38,7 +38,7 @@ from torch import Tensor
 
 from .. import metrics
 from ..base import PosePrior
-from ..errors import NotInitializedError
+from ..errors import FitDivergedError, NotInitializedError
 from ..formats.layouts import BODY_JOINT_NAMES
 from ..hub import checkpoint_record
 from .checkpoints import CHECKPOINT_KEY, RUN_KEY
@@ -198,6 +198,14 @@ class PriorModule(pl.LightningModule):
         x = self._batch(batch)
         with self._rng(_STAGE_TRAIN, self.global_step):
             loss = self.prior.training_loss(x)
+        if not bool(torch.isfinite(loss)):  # the data were checked finite: the optimization diverged
+            lr = self.trainer.optimizers[0].param_groups[0]["lr"] if self.trainer.optimizers else float("nan")
+            raise FitDivergedError(
+                f"training diverged: the training loss is {float(loss)} at epoch {self.current_epoch + 1}, "
+                f"step {self.global_step} (learning rate {lr:.3g}). The data was checked finite, so the "
+                "optimization is unstable: lower --lr (e.g. by 10x), raise --batch-size or set --grad-clip. "
+                "last.ckpt holds the last completed epoch."
+            )
         self.log(
             "train/loss",
             loss,
