@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 import math
 from pathlib import Path
 from typing import Any
@@ -421,7 +422,9 @@ def test_non_finite_numbers_in_config_json_are_refused(tmp_path: Path) -> None:
     prior = _prior()
     folder = prior.save(tmp_path / "ckpt")
     text = (folder / "config.json").read_text()
-    (folder / "config.json").write_text(text.replace('"min_std": 0.02', '"min_std": NaN'))
+    edited = re.sub(r'"min_std": [0-9.e+-]+', '"min_std": NaN', text)
+    assert edited != text
+    (folder / "config.json").write_text(edited)
     with pytest.raises(CheckpointError, match=r"config\.json' holds NaN, which is not a JSON number"):
         poseprior.load(folder)
 

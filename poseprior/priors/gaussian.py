@@ -53,12 +53,12 @@ class GaussianPrior(PosePrior):
         self,
         layout: str | JointLayout = "body",
         covariance: Literal["full", "diagonal"] = "full",
-        min_std: float = 0.02,
+        min_std: float = 0.05,
         reg_covar: float = 0.0,
         *,
         exclude: Sequence[int] | None = None,
         anatomical: Sequence[int] | None = None,
-        broad_weight: float = 0.3,
+        broad_weight: float = 0.02,
         broad_scale: float = 1.5,
     ) -> None:
         super().__init__(

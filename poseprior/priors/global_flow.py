@@ -1,4 +1,4 @@
-r"""The global flow prior: one normalizing flow over every modelled value of the pose."""
+r"""The global flow prior: one normalizing flow over every learned value of the pose."""
 
 from __future__ import annotations
 
@@ -29,21 +29,38 @@ _functorch_active: Callable[[], bool] = getattr(torch._C, "_are_functorch_transf
 
 @register_prior("global_flow")
 class GlobalFlowPrior(PosePrior):
-    r"""Creates a normalizing-flow prior over all modelled axis-angle values jointly.
+    r"""Creates a normalizing-flow prior over all learned axis-angle values jointly.
 
     .. math::
-        \log p(x) = \log \mathcal{N}\big(f(y) \mid 0, I\big)
+        \log p(x_L) = \log \mathcal{N}\big(f(y) \mid 0, I\big)
         + \log \big|\det \partial f / \partial y\big| + \log |\det W|,
-        \qquad y = W (x_{\mathrm{mod}} - \mu)
+        \qquad y = W (x_L - \mu)
 
     :math:`f` is ``blocks`` times ActNorm -> affine MAF (or coupling) layer -> fixed permutation,
     built with ``nflows.transforms`` (see :mod:`poseprior.nn.flows`), so the density captures
-    correlations between all joints. The default size is about 345K parameters at :math:`D = 49`:
-    3 blocks, each MADE with one residual block of width 205. It replaced 4 blocks of two residual
-    blocks of width 128 (341K) with 40% fewer operations per call (109 against 175 per batch-1
-    regularizer step, 26 against 50 matrix products); with the same broad component
-    (0.3, 1) both score -24.08 nats on held-out actions, and val -54.52 against -53.89
-    (``docs/generalization.md``).
+    correlations between all joints. The default is 3 blocks, each MADE with one residual block of
+    width 205 (about 330K parameters for the 41 learned values of the bundled data). The anatomical
+    values and the broad component are the base class's (see :class:`~poseprior.PosePrior`).
+
+    **Built to stay right away from its data** (``docs/generalization.md`` has the measurements):
+
+    - *Training noise*: Gaussian noise of standard deviation ``noise_std`` radians (default
+      0.08, chosen on unseen subjects and on another source, see the docs) is added to the poses,
+      so the flow learns the data convolved with :math:`\mathcal{N}(0, \mathrm{noise\_std}^2 I)`:
+      every direction, axis-aligned or not (a knee that only flexes about one axis), keeps a spread
+      of at least ``noise_std``, and motion the capture system or the retargeting never produced
+      costs a few nats, not thousands. ``fit`` also trains on the mirror images of the poses.
+    - *Bounded layers*: each layer's log-scale is soft-clamped to :math:`\pm` ``max_log_scale``
+      (default 1), and the MADEs see their inputs soft-clamped to :math:`\pm` ``conditioner_bound``
+      standard units (default 3), so every layer's scale and shift are bounded functions of the
+      pose. Far from the data each layer is an affine map with bounded coefficients: the density
+      has Gaussian tails (log p falls along every ray away from the data), ``log_prob`` and its
+      gradients stay finite for any accepted pose, and sampling cannot run away (the unbounded
+      version put samples at 1e9 rad).
+    - *Grouped autoregression*: with ``groups`` G (default 8) each layer's values are split into G
+      consecutive groups and a group depends only on the groups before it (the permutations
+      between blocks mix them), so sampling inverts a layer in G network passes instead of one per
+      learned value.
 
     **Standardization and initialization.** ``requires_initialization = True``: :meth:`initialize`
     (called by :meth:`fit` when needed) fits the fixed standardization :math:`\mu, W` (buffers) and
@@ -52,39 +69,26 @@ class GlobalFlowPrior(PosePrior):
     standard deviations of the training poses plus the training noise,
     :math:`\max(\sqrt{\mathrm{var}_i + \mathrm{noise\_std}^2}, \mathrm{min\_std})`; with
     ``"full"``, :math:`W = L^{-1}` where :math:`L L^\top` is their covariance plus
-    ``noise_std**2 * I`` with eigenvalues floored at ``min_std**2`` (whitening; on the CMU body
-    data it gave a slightly worse validation NLL, -53.5 against -54.8 nats in one run each).
-    ``log_prob`` and ``sample`` raise :class:`~poseprior.NotInitializedError` before
-    initialization; the flow never initializes itself.
+    ``noise_std**2 * I`` with eigenvalues floored at ``min_std**2`` (whitening). The ActNorm layers
+    are initialized on poses with the training noise (drawn from a generator seeded with
+    ``seed``), so the initialization does not undo the floor. ``log_prob`` and ``sample`` raise
+    :class:`~poseprior.NotInitializedError` before initialization; the flow never initializes
+    itself.
 
-    **Variance floor.** Training adds Gaussian noise of standard deviation ``noise_std`` radians
-    to the poses (default ``min_std``), so the flow learns the data convolved with
-    :math:`\mathcal{N}(0, \mathrm{noise\_std}^2 I)`: every direction, axis-aligned or not (a knee
-    that only flexes about one axis), keeps a spread of at least ``noise_std``, and a pose
-    2 degrees off a near-constant direction costs a few nats, not thousands. The ActNorm layers are
-    initialized on poses with the same noise (drawn from a generator seeded with ``seed``), so the
-    initialization does not undo the floor. ``min_std`` floors the standardization as well, but the
-    trained layers can contract past it: with ``noise_std=0`` the learned density has no floor (a
-    2-degree step off a learned near-constant direction then costs over 100 nats).
-
-    **Robustness far from the data.** Each layer's log-scale is soft-clamped to
-    :math:`\pm` ``max_log_scale``, so ``log_prob`` and its gradient stay finite for poses far
-    outside the training range (tested with values up to 50 rad).
-
-    **Speed.** The density is one pass (exact ``log_prob``); sampling with ``transform="maf"``
-    inverts each autoregressive layer with :math:`D` passes (``"coupling"`` samples in one pass).
-    :meth:`compile` opts in to ``torch.compile`` for the density path.
+    **Speed.** The density is one pass (exact ``log_prob``); sampling inverts each MAF layer with
+    ``groups`` passes (one per learned value with ``groups=None``; ``"coupling"`` samples in one
+    pass). :meth:`compile` opts in to ``torch.compile`` for the density path.
 
     **As a regularizer, freeze it**: ``prior.requires_grad_(False)``, then use ``log_prob`` or
     ``penalty`` in your own loss as usual. With ``transform="maf"``, a frozen prior (or any prior
-    under ``no_grad``) evaluates a fused copy of the density (standardization and ActNorms folded
-    into the MADE weights, permutations folded away, the broad component mixed in, a hand-written
-    pose gradient computed in the same pass, one autograd node: about 3x faster at batch 1),
-    rebuilt automatically after any change of a weight or buffer made through tensor operations
-    (optimizer steps, ``copy_``, ``load_state_dict``, ``.to()``; in-place writes through ``.data`` are
-    invisible to version counters, here as in autograd). It is the same density (equal to float
-    rounding); ``create_graph=True`` and ``torch.func`` fall back to the module path, so higher
-    derivatives stay exact.
+    under ``no_grad``) evaluates a fused copy of the density (:mod:`poseprior.nn.fused`:
+    standardization and ActNorms folded into the MADE weights, permutations folded away, the broad
+    component and the anatomical values in the same pass, a hand-written pose gradient, one
+    autograd node), rebuilt automatically after any change of a weight or buffer made through
+    tensor operations (optimizer steps, ``copy_``, ``load_state_dict``, ``.to()``; in-place writes
+    through ``.data`` are invisible to version counters, here as in autograd). It is the same
+    density (equal to float rounding); ``create_graph=True`` and ``torch.func`` fall back to the
+    module path, so higher derivatives stay exact.
 
     Arguments:
         layout: The joints modelled (see :class:`~poseprior.PosePrior`).
@@ -99,7 +103,8 @@ class GlobalFlowPrior(PosePrior):
             (local generators: the global RNG state is left as it was).
         min_std: Floor of the standardization's standard deviations, in radians.
         noise_std: Standard deviation (radians) of the Gaussian noise added to training poses;
-            0 disables it.
+            0 disables it (the learned density then has no floor: a 2-degree step off a learned
+            near-constant direction can cost over 100 nats).
         max_log_scale: Bound of the per-layer log-scale.
         actnorm_eps: Epsilon added to the variance when an ActNorm layer is initialized.
         conditioner_bound: With ``transform="maf"``: the MADEs see their input soft-clamped to
@@ -141,15 +146,15 @@ class GlobalFlowPrior(PosePrior):
         standardize: Literal["diagonal", "full"] = "diagonal",
         seed: int = 0,
         min_std: float = 0.02,
-        noise_std: float = 0.02,
-        max_log_scale: float = 3.0,
+        noise_std: float = 0.08,
+        max_log_scale: float = 1.0,
         actnorm_eps: float = 1e-4,
-        conditioner_bound: float | None = None,
-        groups: int | None = None,
+        conditioner_bound: float | None = 3.0,
+        groups: int | None = 8,
         *,
         exclude: Sequence[int] | None = None,
         anatomical: Sequence[int] | None = None,
-        broad_weight: float = 0.3,
+        broad_weight: float = 0.02,
         broad_scale: float = 1.5,
     ) -> None:
         super().__init__(
@@ -181,6 +186,14 @@ class GlobalFlowPrior(PosePrior):
         self._compiled: Callable[[Tensor], Tensor] | None = None
         self._compile_options: dict[str, Any] | None = None
         self._rebuild()
+
+    @classmethod
+    def upgrade_checkpoint(
+        cls, version: int, config: dict[str, Any], state: dict[str, Tensor]
+    ) -> tuple[dict, dict]:
+        """Version 1 had no conditioner bound and one value per autoregressive group."""
+        config, state = super().upgrade_checkpoint(version, config, state)
+        return {**config, "conditioner_bound": None, "groups": None}, state
 
     def _rebuild(self) -> None:
         d = self.model_dim
