@@ -37,8 +37,8 @@ import torch
 from torch import Tensor
 
 import poseprior
-from poseprior.amass import PoseData, load_split
-from poseprior.data import sample_path
+from poseprior.amass import PoseData
+from poseprior.data import load_bundled
 from poseprior.evaluation import bench_specs, fit_prior, hold_out_files, label
 from poseprior.fitting import DEFAULT_WEIGHT, fit_to_joints, pa_mpjpe, pck
 from poseprior.formats.rotations import axis_angle_to_matrix, geodesic_angle
@@ -119,13 +119,24 @@ def run(
             if base is None:
                 base = per_frame
             else:
-                diff = 1000 * (per_frame - base)
-                row["delta"] = (float(diff.mean()), 2 * float(diff.std()) / math.sqrt(len(diff)))
+                row["delta"] = _paired(per_frame, base)
+            row["per_frame"] = per_frame
             rows.append(row)
             print(f"  {scenario:10s} {name:34s} hidden {row['hidden']:6.1f} mm  all {row['all']:5.1f} mm  "
                   f"PA {row['pa']:5.1f} mm  PCK {row['pck']:5.1f} %  rot {row['rot']:5.2f} deg  "
                   f"({seconds:.1f} s)", flush=True)  # fmt: skip
+    gaussian = {q["scenario"]: q["per_frame"] for q in rows if q["method"] == "gaussian"}
+    for r in rows:  # paired against the full Gaussian of the same scenario
+        ref = gaussian.get(r["scenario"])
+        if ref is not None and r["method"] != "gaussian":
+            r["vs_gaussian"] = _paired(r["per_frame"], ref)
     return rows
+
+
+def _paired(a: Tensor, b: Tensor) -> tuple[float, float]:
+    """Mean and 2 standard errors (mm) of the per-frame difference ``a - b`` (metres in)."""
+    diff = 1000 * (a - b)
+    return float(diff.mean()), 2 * float(diff.std()) / math.sqrt(len(diff))
 
 
 def summary(rows: list[dict[str, Any]]) -> str:
@@ -138,22 +149,34 @@ def table(rows: list[dict[str, Any]]) -> str:
     head = [
         "scenario", "prior", "hidden MPJPE (mm)", "all MPJPE (mm)", "all PA-MPJPE (mm)",
         f"hidden PCK@{1000 * PCK_THRESHOLD:g}mm (%)", "rot. error (deg)",
-        "Δ hidden vs no prior (mm, ±2 s.e.)", "fit s",
+        "Δ hidden vs no prior (mm, ±2 s.e.)", "Δ hidden vs gaussian (mm, ±2 s.e.)", "fit s",
     ]  # fmt: skip
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         delta = "–" if "delta" not in r else f"{r['delta'][0]:+.1f} ± {r['delta'][1]:.1f}"
+        versus = "–" if "vs_gaussian" not in r else f"{r['vs_gaussian'][0]:+.1f} ± {r['vs_gaussian'][1]:.1f}"
         cells = [r["scenario"], r["method"], f"{r['hidden']:.1f}", f"{r['all']:.1f}", f"{r['pa']:.1f}",
                  f"{r['pck']:.1f}", f"{r['rot']:.2f}"]  # fmt: skip
-        lines.append("| " + " | ".join([*cells, delta, f"{r['seconds']:.1f}"]) + " |")
+        lines.append("| " + " | ".join([*cells, delta, versus, f"{r['seconds']:.1f}"]) + " |")
     return "\n".join(lines)
 
 
 def fit_priors(
-    specs: list[tuple[str, dict[str, Any]]], train: PoseData, quick: bool, seed: int
+    specs: list[tuple[str, dict[str, Any]]],
+    train: PoseData,
+    quick: bool,
+    seed: int,
+    *,
+    pretrained: bool = False,
 ) -> dict[str, poseprior.PosePrior | None]:
+    """No prior, then every spec fitted on ``train`` (or its shipped ``<name>.cmu`` with ``pretrained``)."""
     methods: dict[str, poseprior.PosePrior | None] = {"no prior": None}
+    shipped = set(poseprior.list_pretrained("*.cmu"))
     for name, kwargs in specs:
+        if pretrained and not kwargs and f"{name}.cmu" in shipped:
+            methods[name] = poseprior.load_pretrained(f"{name}.cmu")
+            print(f"loaded {name}.cmu (D={methods[name].dim})", flush=True)
+            continue
         prior, seconds = fit_prior(
             name, train, quick=quick, generator=torch.Generator().manual_seed(seed), prior_kwargs=kwargs
         )
@@ -174,14 +197,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     p.add_argument("--sweep", action="store_true", help="choose the weight on a hold-out of the train files")
     p.add_argument("--out", default=None, help="markdown output (default results/completion[_sweep].md)")
+    p.add_argument("--split", choices=("val", "unseen"), default="val",
+                   help="the frames: the val split or the unseen-subject split (poseprior.data.load_bundled)")
+    p.add_argument("--pretrained", action="store_true",
+                   help="use the shipped <prior>.cmu checkpoints where there is one, instead of fitting")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     frames = args.frames or (48 if args.quick else 512)
     steps = args.steps or (60 if args.quick else 200)
     specs, skipped = prior_specs(args.priors.split(",") if args.priors else None)
-    folder = sample_path()
-    train = load_split(folder, "train")
+    train = load_bundled("train")
     noise = args.noise_mm / 1000
 
     if args.sweep:
@@ -210,17 +236,22 @@ def main(argv: list[str] | None = None) -> int:
         ]
         out = Path(args.out or "results/completion_sweep.md")
     else:
-        methods = fit_priors(specs, train, args.quick, args.seed)
-        pose, root, trans = frames_of(load_split(folder, "val"), frames)
+        methods = fit_priors(specs, train, args.quick, args.seed, pretrained=args.pretrained)
+        pose, root, trans = frames_of(load_bundled(args.split), frames)
         rows = run(methods, pose, root, trans, weight=args.weight, noise=noise, steps=steps, seed=args.seed)
+        source = (
+            "the shipped checkpoints (<prior>.cmu), the diagonal Gaussian fitted on the bundled training data"
+            if args.pretrained
+            else "priors fitted on the bundled training data with their defaults"
+            + (" (quick: short training)" if args.quick else "")
+        )
         lines = [
-            "# Pose completion on CMU val",
+            f"# Pose completion on the {args.split} split",
             "",
-            f"{len(pose)} evenly spaced val frames; observed joints = FK of the true pose on the built-in "
-            f"skeleton + N(0, {args.noise_mm:g} mm) per axis on the visible joints; fit_to_joints with "
-            f"L-BFGS, {steps} iterations, prior weight {args.weight:g} (per modelled value); priors fitted "
-            f"on the train split with their defaults{' (quick: short training)' if args.quick else ''}; "
-            f"seed {args.seed}; torch {torch.__version__}.",
+            f"{len(pose)} evenly spaced {args.split} frames; observed joints = FK of the true pose on the "
+            f"built-in skeleton + N(0, {args.noise_mm:g} mm) per axis on the visible joints; fit_to_joints "
+            f"with L-BFGS, {steps} iterations, prior weight {args.weight:g} (per value in the density); "
+            f"{source}; seed {args.seed}; torch {torch.__version__}.",
             "",
             table(rows),
         ]
