@@ -44,7 +44,8 @@ class JointFlowPrior(PosePrior):
 
     **Why this design.** One-dimensional flows make every factor exact and invertible in closed
     form; a value it does not learn (anatomical or excluded) only drops its term (its conditioner
-    inputs hold its training mean; the base class adds the anatomical values' own Gaussians). All :math:`D` MLPs are evaluated together, one batched matrix product per layer
+    inputs hold its training mean; the base class adds the anatomical values' own Gaussians). All
+    :math:`D` MLPs are evaluated together, one batched matrix product per layer
     (:class:`~poseprior.nn.joint_net.StackedMLP`), never a Python loop over networks; sampling goes
     one tree depth at a time, three axis passes per depth, over the joints of that depth only.
     The parent's rotation enters as a continuous 6D rotation so that the context is a smooth,
