@@ -84,7 +84,7 @@ CARD = """# {name}.cmu — `{prior}` prior trained on the bundled CMU data
 - **Prior**: `{prior}` ({cls}), layout `{layout}` ({joints} joints), defaults of poseprior {version}:
   `{config}`.
 - **Density**: {exactness} `log_prob` over D = {dim} axis-angle values: {model_dim} learned,
-  {n_anat} anatomical (independent Gaussians with the anatomical floors: {anatomical}), excluded:
+  {n_anat} anatomical (independent Gaussians with the anatomical spreads: {anatomical}), excluded:
   {excluded}. Broad component: weight {w:g}, scale {s:g}
   ({share}).
 - **Parameters**: {params:,}.

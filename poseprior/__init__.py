@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 from .base import PosePrior  # noqa: E402
 from .errors import (  # noqa: E402

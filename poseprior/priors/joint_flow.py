@@ -119,7 +119,7 @@ class JointFlowPrior(PosePrior):
         exclude: Sequence[int] | None = None,
         anatomical: Sequence[int] | None = None,
         broad_weight: float = 0.02,
-        broad_scale: float = 1.5,
+        broad_scale: float = 1.25,
     ) -> None:
         super().__init__(
             layout,
