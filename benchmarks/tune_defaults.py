@@ -20,6 +20,8 @@ Training data: the union of both train splits, screened (:func:`poseprior.data.l
 mirrored (``fit``'s default for the body). The choice: among the settings whose samples hold a
 value beyond pi at most 0.1% of the time, the lowest mean of ``val``, ``unseen``, ``cross`` (and
 ``loao`` when measured): three protocols of generalization and one in distribution, none alone.
+The cap is half the 0.1% the priors must meet, because the estimate itself (20,000 samples, the
+broad component's share in closed form) varies by about 20% at these rates.
 
     python benchmarks/tune_defaults.py --prior global_flow --out docs/tune [--variants a b] [--loao]
     python benchmarks/tune_defaults.py --render docs/tune
@@ -47,8 +49,8 @@ from poseprior.formats import mirror_pose, plausible
 from poseprior.nn.independent import IndependentGaussian
 
 WEIGHTS = (0.0, 0.02, 0.05, 0.1, 0.3)
-SCALES = (1.0, 1.5)
-MAX_PCT_PI = 0.1
+SCALES = (1.0, 1.25, 1.5)
+MAX_PCT_PI = 0.05
 _FLOW = {"max_log_scale": 1.0, "conditioner_bound": 3.0}
 VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
     "gaussian": {f"min_std={m}": {"min_std": m} for m in (0.02, 0.05, 0.1)}
@@ -225,6 +227,34 @@ def render(name: str, results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def plot(results: dict[str, dict[str, Any]], path: Path) -> None:
+    """Bars of val, unseen and cross NLL for every prior's chosen setting (and its model alone)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels, bars = [], {"val": [], "unseen": [], "cross": []}
+    for name, res in results.items():
+        chosen = choose(res)
+        alone = next(r for r in rows(res) if r["variant"] == chosen["variant"] and r["broad_weight"] == 0)
+        for tag, r in (("model alone", alone), ("default", chosen)):
+            labels.append(f"{name}\n{tag}")
+            for k in bars:
+                bars[k].append(min(r[k], 60.0))  # clipped: the worst cross-source scores are in the tables
+    fig, ax = plt.subplots(figsize=(max(8.0, 0.9 * len(labels)), 3.8))
+    x = range(len(labels))
+    for i, (k, values) in enumerate(bars.items()):
+        ax.bar([j + (i - 1) * 0.27 for j in x], values, width=0.27, label=k)
+    ax.set_xticks(list(x), labels, fontsize=7)
+    ax.axhline(0, color="k", lw=0.5)
+    ax.set_ylabel("NLL, nats per pose (lower is better)")
+    ax.legend(fontsize=7, title="scored on", title_fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--prior", choices=sorted(VARIANTS))
@@ -237,8 +267,10 @@ def main() -> None:
     ap.add_argument("--render", default=None, help="only print the tables of the JSON files in this folder")
     args = ap.parse_args()
     if args.render:
-        for f in sorted(Path(args.render).glob("*.json")):
-            print(render(f.stem, json.loads(f.read_text())) + "\n")
+        results = {f.stem: json.loads(f.read_text()) for f in sorted(Path(args.render).glob("*.json"))}
+        for name, res in results.items():
+            print(render(name, res) + "\n")
+        plot(results, Path(args.render) / "generalization.png")
         return
     if args.prior is None:
         ap.error("--prior is required (or --render)")
