@@ -28,7 +28,9 @@ def test_log_prob_matches_torch_distributions(covariance: str, gen: torch.Genera
     z = mean + torch.randn(10_000, 45, generator=gen, dtype=torch.float64) @ torch.linalg.cholesky(cov).T
     x = z.reshape(-1, 15, 3)
     # min_std far below every eigenvalue: the floor changes nothing (it must be > 0).
-    prior = GaussianPrior("left_hand", covariance=covariance, min_std=1e-6, broad_weight=0.0).double().fit(x)
+    prior = GaussianPrior(
+        "left_hand", covariance=covariance, min_std=1e-6, shrinkage=0.0, broad_weight=0.0
+    ).double().fit(x)
     assert prior.dim == prior.model_dim == 45  # every value moves more than its floor: all learned
     ref = MultivariateNormal(prior.loc, scale_tril=prior._tril())
     torch.testing.assert_close(prior.log_prob(x[:100]), ref.log_prob(z[:100]))
@@ -36,6 +38,32 @@ def test_log_prob_matches_torch_distributions(covariance: str, gen: torch.Genera
     torch.testing.assert_close(prior.loc, mean, atol=0.015, rtol=0)  # ~5 standard errors
     fitted_cov = prior._tril() @ prior._tril().T
     torch.testing.assert_close(fitted_cov, cov, atol=0.01, rtol=0)
+
+
+def test_shrinkage_moves_the_covariance_toward_its_diagonal(gen: torch.Generator) -> None:
+    mean, cov = _known_gaussian(45, gen)
+    z = mean + torch.randn(5000, 45, generator=gen, dtype=torch.float64) @ torch.linalg.cholesky(cov).T
+    x = z.reshape(-1, 15, 3)
+
+    def fitted(**kw: float | str) -> torch.Tensor:
+        prior = GaussianPrior("left_hand", min_std=1e-6, broad_weight=0.0, **kw).double().fit(x)
+        return prior._tril() @ prior._tril().T
+
+    full, diag = fitted(shrinkage=0.0), fitted(covariance="diagonal")
+    off = ~torch.eye(45, dtype=torch.bool)
+    assert full[off].abs().max() > 0.01  # the generating covariance is correlated
+    # lambda = 0.3: the correlations shrink by 1 - lambda, the variances stay.
+    half = fitted(shrinkage=0.3)
+    torch.testing.assert_close(half.diagonal(), full.diagonal())
+    torch.testing.assert_close(half[off], 0.7 * full[off])
+    # lambda = 1: the diagonal Gaussian's density.
+    torch.testing.assert_close(fitted(shrinkage=1.0), diag)
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.5, float("nan")])
+def test_shrinkage_outside_zero_one_is_refused(bad: float) -> None:
+    with pytest.raises(ValueError, match="shrinkage"):
+        GaussianPrior("body", shrinkage=bad)
 
 
 def test_diagonal_has_six_parameters_per_joint() -> None:

@@ -36,6 +36,15 @@ class GaussianPrior(PosePrior):
         covariance: ``"full"`` or ``"diagonal"``.
         min_std: Floor of the standard deviation of every direction, in radians.
         reg_covar: Non-negative value added to the covariance diagonal in :meth:`fit` (rad²).
+        shrinkage: :math:`\lambda \in [0, 1]`: :meth:`fit` shrinks the covariance toward its diagonal,
+            :math:`(1 - \lambda) \Sigma + \lambda \operatorname{diag}(\Sigma)` (the correlations by
+            :math:`1 - \lambda`, the variances kept; a shrunk covariance estimate, as in
+            scikit-learn's ``ShrunkCovariance``), so correlations seen in the training motion are
+            trusted less on other motion. No effect on the ``"diagonal"`` covariance.
+
+    The defaults (``min_std=0.02``, ``shrinkage=0.2``, a broad component of weight 0.05 and scale
+    1.25) were chosen on motion the prior was not trained on (``benchmarks/tune_defaults.py``,
+    ``docs/generalization.md``).
         exclude: See :class:`~poseprior.PosePrior`.
         anatomical: See :class:`~poseprior.PosePrior`.
         broad_weight: See :class:`~poseprior.PosePrior` (the broad component).
@@ -53,12 +62,13 @@ class GaussianPrior(PosePrior):
         self,
         layout: str | JointLayout = "body",
         covariance: Literal["full", "diagonal"] = "full",
-        min_std: float = 0.05,
+        min_std: float = 0.02,
         reg_covar: float = 0.0,
+        shrinkage: float = 0.2,
         *,
         exclude: Sequence[int] | None = None,
         anatomical: Sequence[int] | None = None,
-        broad_weight: float = 0.02,
+        broad_weight: float = 0.05,
         broad_scale: float = 1.25,
     ) -> None:
         super().__init__(
@@ -73,7 +83,18 @@ class GaussianPrior(PosePrior):
             raise ValueError(f"covariance must be 'full' or 'diagonal', got {covariance!r}")
         self.covariance = covariance
         self.reg_covar = check_number("reg_covar", reg_covar, strict=False)
+        self.shrinkage = check_number("shrinkage", shrinkage, strict=False)
+        if self.shrinkage > 1.0:
+            raise ValueError(f"shrinkage must be in [0, 1], got {shrinkage!r}")
         self._rebuild()
+
+    @classmethod
+    def upgrade_checkpoint(
+        cls, version: int, config: dict[str, Any], state: dict[str, Tensor]
+    ) -> tuple[dict, dict]:
+        """Version 1 did not shrink the covariance."""
+        config, state = super().upgrade_checkpoint(version, config, state)
+        return {**config, "shrinkage": 0.0}, state
 
     def _rebuild(self) -> None:
         d = self.model_dim
@@ -117,6 +138,7 @@ class GaussianPrior(PosePrior):
             self.loc.copy_(mean)
             if self.covariance == "full":
                 cov = centred.T @ centred / z.shape[0]
+                cov = (1.0 - self.shrinkage) * cov + self.shrinkage * torch.diag(cov.diagonal())
                 cov = cov + self.reg_covar * torch.eye(self.model_dim, dtype=cov.dtype)
                 evals, evecs = torch.linalg.eigh(cov)
                 cov = (evecs * evals.clamp_min(floor)) @ evecs.T
