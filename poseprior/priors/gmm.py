@@ -55,6 +55,10 @@ class GMMPrior(PosePrior):
         broad_weight: See :class:`~poseprior.PosePrior` (the broad component).
         broad_scale: See :class:`~poseprior.PosePrior`.
 
+    The defaults (8 components, ``min_std=0.02``, a broad component of weight 0.05 and scale 1)
+    were chosen on motion the prior was not trained on (``benchmarks/tune_defaults.py``,
+    ``docs/generalization.md``).
+
     Example:
         >>> prior = GMMPrior("left_hand", n_components=3)
         >>> x = 0.3 * torch.randn(500, 15, 3, generator=torch.Generator().manual_seed(0))
@@ -74,8 +78,8 @@ class GMMPrior(PosePrior):
         *,
         exclude: Sequence[int] | None = None,
         anatomical: Sequence[int] | None = None,
-        broad_weight: float = 0.3,
-        broad_scale: float = 1.5,
+        broad_weight: float = 0.05,
+        broad_scale: float = 1.0,
     ) -> None:
         super().__init__(layout, min_std=min_std, exclude=exclude, anatomical=anatomical,
                          broad_weight=broad_weight, broad_scale=broad_scale)

@@ -72,6 +72,10 @@ class VAEPrior(VAEBase):
         broad_weight: See :class:`~poseprior.PosePrior` (the broad component).
         broad_scale: See :class:`~poseprior.PosePrior`.
 
+    The broad component's defaults (weight 0.05, scale 1.25) were chosen on motion the prior was
+    not trained on (``benchmarks/tune_defaults.py``); the VAE alone generalizes poorly to unseen
+    subjects (see ``docs/priors/vae.md``).
+
     Example:
         >>> prior = VAEPrior(latent_dim=8, hidden_features=32)
         >>> prior.encode(torch.zeros(4, 21, 3)).loc.shape
@@ -105,8 +109,8 @@ class VAEPrior(VAEBase):
         *,
         exclude: Sequence[int] | None = None,
         anatomical: Sequence[int] | None = None,
-        broad_weight: float = 0.3,
-        broad_scale: float = 1.5,
+        broad_weight: float = 0.05,
+        broad_scale: float = 1.25,
     ) -> None:
         super().__init__(layout, min_std=min_std, exclude=exclude, anatomical=anatomical,
                          broad_weight=broad_weight, broad_scale=broad_scale)
