@@ -197,13 +197,13 @@ def conventions_table(priors: dict[str, poseprior.PosePrior]) -> str:
     lines = [
         TABLE_MARK,
         "",
-        "| checkpoint | D | learned | anatomical (floor, degrees) | excluded |",
+        "| checkpoint | D | learned | anatomical (spread, degrees) | excluded |",
         "|---|---|---|---|---|",
     ]
     for name, prior in sorted(priors.items()):
-        floors = torch.rad2deg(prior.floors()).flatten()
+        spreads = torch.rad2deg(prior.anatomy.inv_scale.reciprocal()).flatten()
         anat = [
-            f"{n} ({floors[prior.layout.joints.index(n.split('.')[0]) * 3 + 'xyz'.index(n[-1])]:g})"
+            f"{n} ({spreads[prior.layout.joints.index(n.split('.')[0]) * 3 + 'xyz'.index(n[-1])]:g})"
             for n in prior.anatomical_names()
         ]
         learned = prior.learned_names()
