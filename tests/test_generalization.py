@@ -40,7 +40,7 @@ def test_uniform_poses_are_in_range_and_reproducible() -> None:
 
 
 def _cmu_priors(train: torch.Tensor) -> dict[str, poseprior.PosePrior]:
-    names = ("gaussian", "joint_flow", "global_flow")
+    names = ("gaussian", "gmm", "joint_flow", "global_flow")
     priors = {name: poseprior.load_pretrained(f"{name}.cmu") for name in names}
     priors["gaussian(covariance=diagonal)"] = poseprior.create("gaussian", covariance="diagonal").fit(train)
     return priors

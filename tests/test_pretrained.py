@@ -15,7 +15,7 @@ from poseprior import metrics
 from poseprior.data import load_bundled
 from poseprior.hub import _pretrained_folders
 
-EXPECTED = {"gaussian.cmu", "joint_flow.cmu", "global_flow.cmu"}
+EXPECTED = {"gaussian.cmu", "gmm.cmu", "joint_flow.cmu", "global_flow.cmu"}
 
 
 @pytest.fixture(scope="module")
