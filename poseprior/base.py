@@ -68,7 +68,7 @@ from .formats.adapters import mirror_pose, symmetric
 from .formats.layouts import LAYOUTS, JointLayout, get_layout
 from .formats.ranges import value_floors, value_spreads
 from .nn.independent import IndependentGaussian
-from .values import decide_values, flat_indices, value_masks
+from .values import decide_values, flat_indices, upgrade_v1, value_masks
 
 _FIT_COMMON = frozenset({"val", "generator", "progress", "mirror"})  # fit options every prior accepts
 
@@ -549,35 +549,7 @@ class PosePrior(Compilable, nn.Module, abc.ABC):
         """
         if version != 1:
             raise CheckpointError(f"no upgrade from version {version} of prior {cls.name!r}")
-        config = dict(config)
-        config["exclude"] = config.pop("constant_dims", None)
-        config["anatomical"] = []
-        config.pop("constant_tol", None)
-        config.setdefault("broad_weight", 0.0)  # written before the broad component existed
-        state = dict(state)
-        renames = {
-            "constant_values": "data_mean",
-            "broad_loc": "broad.loc",
-            "broad_inv_scale": "broad.inv_scale",
-            "broad_log_norm": "broad.log_norm",
-        }
-        for old, new in renames.items():
-            if old in state:
-                state[new] = state.pop(old)
-        ref = state["data_mean"]
-        present = torch.ones(ref.numel(), dtype=torch.bool)
-        present[config["exclude"] or []] = False
-        state.pop("modelled", None)
-        state["present"], state["learned"] = present, present.clone()
-        state.update(
-            {
-                "anatomy.loc": torch.zeros_like(ref),
-                "anatomy.inv_scale": torch.zeros_like(ref),
-                "anatomy.log_norm": ref.new_zeros(()),
-            }
-        )
-        state.setdefault("initialized", torch.tensor(True))
-        return config, state
+        return upgrade_v1(config, state)
 
     # ------------------------------------------------------------------ checkpoints
     def get_config(self) -> dict[str, Any]:

@@ -55,7 +55,7 @@ import contextlib
 import io
 import math
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol, runtime_checkable
@@ -317,9 +317,28 @@ def fit_to_joints(
     """
     fk = SkeletonFK() if fk is None else fk
     obs, mask = _check_observed(observed, visible)
-    n, dtype = obs.shape[0], obs.dtype
     if prior is not None:
         _check_prior(prior)
+    lr = _check_options(optimizer, steps, weight, lr)
+    if isinstance(init, FitResult):
+        root_orient = init.root_orient if root_orient is None else root_orient
+        trans = init.trans if trans is None else trans
+        init = init.body_pose
+    start = _starting_values(fk, obs, mask, init, root_orient, trans, fit_root)
+    # Fresh leaves: the caller's tensors are never modified.
+    body, root, tr = (v.detach().clone(memory_format=torch.contiguous_format) for v in start)
+    body.requires_grad_(True), root.requires_grad_(fit_root), tr.requires_grad_(fit_root)
+    params = [body, root, tr] if fit_root else [body]
+    history = _optimize(
+        params, _objective(fk, obs, mask, prior, weight, body, root, tr), optimizer, lr, steps, prior
+    )
+    with torch.no_grad():
+        joints = fk(body, root, tr)
+    return FitResult(body.detach(), root.detach(), tr.detach(), joints.detach(), history)
+
+
+def _check_options(optimizer: str, steps: int, weight: float, lr: float | None) -> float:
+    """Validates the optimizer options of :func:`fit_to_joints`; returns the learning rate."""
     if optimizer not in ("adam", "lbfgs"):
         raise ValueError(f"fit_to_joints: optimizer must be 'adam' or 'lbfgs', got {optimizer!r}")
     if not isinstance(steps, int) or steps < 0:
@@ -329,11 +348,20 @@ def fit_to_joints(
         raise ValueError(
             f"fit_to_joints: weight must be >= 0 and lr > 0 (finite), got weight={weight}, lr={lr}"
         )
+    return lr
 
-    if isinstance(init, FitResult):
-        root_orient = init.root_orient if root_orient is None else root_orient
-        trans = init.trans if trans is None else trans
-        init = init.body_pose
+
+def _starting_values(
+    fk: BodyModel,
+    obs: Tensor,
+    mask: Tensor,
+    init: Tensor | None,
+    root_orient: Tensor | None,
+    trans: Tensor | None,
+    fit_root: bool,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The initial body poses (N, 21, 3), root orientations (N, 3) and translations (N, 3)."""
+    n = obs.shape[0]
     pose0 = _broadcast(init, (n, 21, 3), "init", obs) if init is not None else obs.new_zeros(n, 21, 3)
     root0 = _broadcast(root_orient, (n, 3), "root_orient", obs) if root_orient is not None else None
     trans0 = _broadcast(trans, (n, 3), "trans", obs) if trans is not None else None
@@ -343,12 +371,43 @@ def fit_to_joints(
         trans0 = est_trans if trans0 is None else trans0
     root0 = obs.new_zeros(n, 3) if root0 is None else root0
     trans0 = obs.new_zeros(n, 3) if trans0 is None else trans0
+    return pose0, root0, trans0
 
-    # Fresh leaves: the caller's tensors are never modified.
-    body = pose0.detach().clone(memory_format=torch.contiguous_format).requires_grad_(True)
-    root = root0.detach().clone(memory_format=torch.contiguous_format).requires_grad_(fit_root)
-    tr = trans0.detach().clone(memory_format=torch.contiguous_format).requires_grad_(fit_root)
-    params = [body, root, tr] if fit_root else [body]
+
+def _objective(
+    fk: BodyModel,
+    obs: Tensor,
+    mask: Tensor,
+    prior: PosePrior | None,
+    weight: float,
+    body: Tensor,
+    root: Tensor,
+    tr: Tensor,
+) -> Callable[[], tuple[Tensor, Tensor, Tensor]]:
+    """The loss of :func:`fit_to_joints` as a function of the fitted leaves: (loss, data, prior)."""
+    wmask = mask.to(obs.dtype)
+    count = wmask.sum(-1)
+
+    def objective() -> tuple[Tensor, Tensor, Tensor]:
+        joints = fk(body, root, tr)
+        data = (((joints - obs).pow(2).sum(-1) * wmask).sum(-1) / count).mean()
+        if prior is None:
+            return data, data, data.new_zeros(())
+        pen = prior.penalty(body, per_dim=True).mean().to(obs.dtype)
+        return data + weight * pen, data, pen
+
+    return objective
+
+
+def _optimize(
+    params: list[Tensor],
+    objective: Callable[[], tuple[Tensor, Tensor, Tensor]],
+    optimizer: str,
+    lr: float,
+    steps: int,
+    prior: PosePrior | None,
+) -> list[dict[str, float]]:
+    """Runs L-BFGS (all iterations in one call) or Adam with a cosine schedule; returns the history."""
     sched = None
     if optimizer == "adam":
         opt: torch.optim.Optimizer = torch.optim.Adam(params, lr=lr)
@@ -359,15 +418,10 @@ def fit_to_joints(
             params, lr=lr, max_iter=max(steps, 1), history_size=20, line_search_fn="strong_wolfe",
             tolerance_grad=1e-12, tolerance_change=1e-15,
         )  # fmt: skip
-    wmask = mask.to(dtype)
-    count = wmask.sum(-1)
     history: list[dict[str, float]] = []
 
     def closure() -> Tensor:
-        joints = fk(body, root, tr)
-        data = (((joints - obs).pow(2).sum(-1) * wmask).sum(-1) / count).mean()
-        pen = prior.penalty(body, per_dim=True).mean().to(dtype) if prior is not None else data.new_zeros(())
-        loss = data + weight * pen
+        loss, data, pen = objective()
         if not bool(torch.isfinite(loss)):
             raise FloatingPointError(
                 f"fit_to_joints: the loss became {float(loss)} at step {len(history)} (data {float(data)}, "
@@ -389,15 +443,7 @@ def fit_to_joints(
             for _ in range(steps):
                 opt.step(closure)
                 sched.step()
-        with torch.no_grad():
-            joints = fk(body, root, tr)
-    return FitResult(
-        body_pose=body.detach(),
-        root_orient=root.detach(),
-        trans=tr.detach(),
-        joints=joints.detach(),
-        history=history,
-    )
+    return history
 
 
 # ---------------------------------------------------------------------------------- helpers

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -112,3 +113,40 @@ def decide_values(
             )
         anatomical = low.nonzero().flatten().tolist()
     return list(exclude), list(anatomical)
+
+
+def upgrade_v1(config: dict[str, Any], state: dict[str, Tensor]) -> tuple[dict, dict]:
+    """Maps a version-1 checkpoint (poseprior 0.1.0) onto the value kinds of today, same density.
+
+    Version 1 excluded every value constant in the training data and had no anatomical values:
+    its ``constant_dims`` become ``exclude``, with ``anatomical=[]``.
+    """
+    config = dict(config)
+    config["exclude"] = config.pop("constant_dims", None)
+    config["anatomical"] = []
+    config.pop("constant_tol", None)
+    config.setdefault("broad_weight", 0.0)  # written before the broad component existed
+    state = dict(state)
+    renames = {
+        "constant_values": "data_mean",
+        "broad_loc": "broad.loc",
+        "broad_inv_scale": "broad.inv_scale",
+        "broad_log_norm": "broad.log_norm",
+    }
+    for old, new in renames.items():
+        if old in state:
+            state[new] = state.pop(old)
+    ref = state["data_mean"]
+    present = torch.ones(ref.numel(), dtype=torch.bool)
+    present[config["exclude"] or []] = False
+    state.pop("modelled", None)
+    state["present"], state["learned"] = present, present.clone()
+    state.update(
+        {
+            "anatomy.loc": torch.zeros_like(ref),
+            "anatomy.inv_scale": torch.zeros_like(ref),
+            "anatomy.log_norm": ref.new_zeros(()),
+        }
+    )
+    state.setdefault("initialized", torch.tensor(True))
+    return config, state

@@ -88,6 +88,36 @@ class FusedTensors(NamedTuple):
     blocks: tuple[FusedBlock, ...]
 
 
+def _check_stack(stack: TransformStack) -> tuple[list, list, list]:
+    """The ActNorm, MAF and permutation layers of ``stack``; raises if it cannot be fused."""
+    layers = list(stack.transforms)
+    if (
+        not layers
+        or len(layers) % 3
+        or not all(
+            isinstance(a, ActNorm)
+            and isinstance(m, BoundedMaskedAffineAutoregressive)
+            and isinstance(p, FixedPermutation)
+            for a, m, p in zip(layers[0::3], layers[1::3], layers[2::3], strict=False)
+        )
+    ):
+        raise TypeError(
+            "FusedMAFDensity needs [ActNorm, BoundedMaskedAffineAutoregressive, FixedPermutation] * K"
+        )
+    actnorms, mafs, perms = layers[0::3], layers[1::3], layers[2::3]
+    bound, depth = float(mafs[0].max_log_scale), len(mafs[0].autoregressive_net.blocks)
+    if any(
+        float(m.max_log_scale) != bound
+        or len(m.autoregressive_net.blocks) != depth
+        or m.input_bound != mafs[0].input_bound
+        for m in mafs
+    ):
+        raise ValueError(
+            "FusedMAFDensity needs the same max_log_scale, input_bound and MADE depth in every layer"
+        )
+    return actnorms, mafs, perms
+
+
 class FusedMAFDensity:
     r"""A frozen, fused ``x -> log N(f(x A + c) | 0, I) + log|det|`` for a MAF stack, with its gradient.
 
@@ -115,35 +145,11 @@ class FusedMAFDensity:
     """
 
     def __init__(self, stack: TransformStack, matrix: Tensor, offset: Tensor, const: float) -> None:
-        layers = list(stack.transforms)
-        if (
-            not layers
-            or len(layers) % 3
-            or not all(
-                isinstance(a, ActNorm)
-                and isinstance(m, BoundedMaskedAffineAutoregressive)
-                and isinstance(p, FixedPermutation)
-                for a, m, p in zip(layers[0::3], layers[1::3], layers[2::3], strict=False)
-            )
-        ):
-            raise TypeError(
-                "FusedMAFDensity needs [ActNorm, BoundedMaskedAffineAutoregressive, FixedPermutation] * K"
-            )
-        actnorms, mafs, perms = layers[0::3], layers[1::3], layers[2::3]
+        actnorms, mafs, perms = _check_stack(stack)
         dtype, device, f64 = actnorms[0].loc.dtype, actnorms[0].loc.device, torch.float64
         d = self.features = actnorms[0].features
         bound = self.bound = float(mafs[0].max_log_scale)
         self.input_bound = mafs[0].input_bound
-        depth = len(mafs[0].autoregressive_net.blocks)
-        if any(
-            float(m.max_log_scale) != bound
-            or len(m.autoregressive_net.blocks) != depth
-            or m.input_bound != self.input_bound
-            for m in mafs
-        ):
-            raise ValueError(
-                "FusedMAFDensity needs the same max_log_scale, input_bound and MADE depth in every layer"
-            )
 
         def cast(t: Tensor) -> Tensor:
             return t.to(dtype).contiguous()
