@@ -118,6 +118,11 @@ class GlobalFlowPrior(PosePrior):
         broad_weight: See :class:`~poseprior.PosePrior` (the broad component).
         broad_scale: See :class:`~poseprior.PosePrior`.
 
+    The defaults (``noise_std=0.08``, ``max_log_scale=1``, ``conditioner_bound=3``, ``groups=8``,
+    a broad component of weight 0.05 and scale 1) were chosen on motion the prior was not trained
+    on, under the constraint of honest tails (``benchmarks/tune_defaults.py``,
+    ``docs/generalization.md``).
+
     Example:
         >>> prior = GlobalFlowPrior("left_hand", blocks=1, hidden_features=8)
         >>> x = 0.1 * torch.randn(100, 15, 3, generator=torch.Generator().manual_seed(0))
@@ -154,8 +159,8 @@ class GlobalFlowPrior(PosePrior):
         *,
         exclude: Sequence[int] | None = None,
         anatomical: Sequence[int] | None = None,
-        broad_weight: float = 0.02,
-        broad_scale: float = 1.25,
+        broad_weight: float = 0.05,
+        broad_scale: float = 1.0,
     ) -> None:
         super().__init__(
             layout,

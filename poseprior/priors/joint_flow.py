@@ -61,9 +61,10 @@ class JointFlowPrior(PosePrior):
     rotates about one fixed oblique axis); the noise does: the model is fitted to the data
     convolved with :math:`\mathcal{N}(0, \mathrm{min\_std}^2)`, so a pose 2 degrees off a
     direction the data never moves along costs about
-    :math:`\frac12 (0.035 / \mathrm{min\_std})^2` nats. The default 0.05 rad was chosen on unseen
-    subjects and on another source (``docs/generalization.md``); ``fit`` also trains on the mirror
-    images of the poses.
+    :math:`\frac12 (0.035 / \mathrm{min\_std})^2` nats. The default 0.02 rad and the broad component (weight
+    0.05, scale 1.25) were chosen on unseen subjects and on another source
+    (``benchmarks/tune_defaults.py``, ``docs/generalization.md``); ``fit`` also trains on the
+    mirror images of the poses.
 
     **Numerics.** The spline is the identity outside :math:`[-B, B]` standardized units (the
     ``tail_bound``), and every conditioner input is clamped to :math:`[-B, B]`, so ``log_prob``
@@ -112,13 +113,13 @@ class JointFlowPrior(PosePrior):
         num_bins: int = 8,
         hidden: int = 75,
         layers: int = 2,
-        min_std: float = 0.05,
+        min_std: float = 0.02,
         tail_bound: float = 5.0,
         seed: int = 0,
         *,
         exclude: Sequence[int] | None = None,
         anatomical: Sequence[int] | None = None,
-        broad_weight: float = 0.02,
+        broad_weight: float = 0.05,
         broad_scale: float = 1.25,
     ) -> None:
         super().__init__(
