@@ -66,10 +66,13 @@ VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
     | {"diagonal": {"covariance": "diagonal"}},
     "joint_flow": {f"min_std={m}": {"min_std": m} for m in (0.02, 0.05, 0.08)},
     "gmm": {f"min_std={m}": {"min_std": m} for m in (0.02, 0.05, 0.1)},
-    "vae": {"default": {}},
+    "vae": {"default": {}}
+    | {f"min_std={m}": {"min_std": m} for m in (0.05, 0.1)}
+    | {"latent_dim=16,hidden_features=256": {"latent_dim": 16, "hidden_features": 256}},
     "global_flow": {
-        "v1": {},  # the 0.1.0 architecture: unbounded conditioners, log-scales up to 3, noise 0.02
-        **{f"noise={n}": {**_FLOW, "noise_std": n} for n in (0.05, 0.08, 0.12)},
+        # the 0.1.0 architecture: unbounded conditioners, log-scales up to 3, noise 0.02, no groups
+        "v1": {"noise_std": 0.02, "max_log_scale": 3.0, "conditioner_bound": None, "groups": None},
+        **{f"noise={n}": {**_FLOW, "noise_std": n, "groups": None} for n in (0.05, 0.08, 0.12)},
         "noise=0.08,groups=8": {**_FLOW, "noise_std": 0.08, "groups": 8},
     },
 }
