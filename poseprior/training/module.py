@@ -201,7 +201,7 @@ class PriorModule(pl.LightningModule):
         if not bool(torch.isfinite(loss)):  # the data were checked finite: the optimization diverged
             lr = self.trainer.optimizers[0].param_groups[0]["lr"] if self.trainer.optimizers else float("nan")
             raise FitDivergedError(
-                f"training diverged: the training loss is {float(loss)} at epoch {self.current_epoch + 1}, "
+                f"training diverged: the training loss is {loss.item()} at epoch {self.current_epoch + 1}, "
                 f"step {self.global_step} (learning rate {lr:.3g}). The data was checked finite, so the "
                 "optimization is unstable: lower --lr (e.g. by 10x), raise --batch-size or set --grad-clip. "
                 "last.ckpt holds the last completed epoch."
