@@ -67,6 +67,26 @@ def test_fit_options_are_checked() -> None:
         GMMPrior("left_hand", n_components=0)
 
 
+def test_n_init_keeps_the_run_with_the_highest_training_likelihood() -> None:
+    """``fit(n_init=k)`` runs EM from k successive seedings of one generator and keeps the best run."""
+    x = _pose_mixture(600, 3)
+
+    def fitted(n_init: int) -> GMMPrior:
+        prior = GMMPrior("left_hand", n_components=6, broad_weight=0.0).double()
+        return prior.fit(x, n_init=n_init, generator=torch.Generator().manual_seed(0), mirror=False)
+
+    runs = []
+    gen = torch.Generator().manual_seed(0)
+    z = fitted(1)._select(x).double()
+    for _ in range(3):
+        runs.append(fit_mixture(z, 6, min_std=0.02, generator=gen)[3][-1]["train_loss"])
+    assert len(set(runs)) > 1, "the seedings should reach different optima on this data"
+    assert fitted(1).fit_history_[-1]["train_loss"] == runs[0]
+    assert fitted(3).fit_history_[-1]["train_loss"] == min(runs)
+    with pytest.raises(ValueError, match="n_init must be an int >= 1, got 0"):
+        fitted(0)
+
+
 def test_log_prob_is_the_mixture_density() -> None:
     x = _pose_mixture(600, 3)
     prior = GMMPrior("left_hand", n_components=2, anatomical=[], broad_weight=0.0).double()

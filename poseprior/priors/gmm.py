@@ -67,8 +67,10 @@ class GMMPrior(PosePrior):
     """
 
     iterative_fit = False
-    fit_defaults = {"max_iter": 200, "tol": 1e-4}
-    """EM: at most ``max_iter`` iterations, until the mean log-likelihood per pose gains < ``tol`` nats."""
+    fit_defaults = {"max_iter": 200, "tol": 1e-4, "n_init": 3}
+    """EM: at most ``max_iter`` iterations, until the mean log-likelihood per pose gains < ``tol`` nats;
+    ``n_init`` runs from successive k-means++ seedings, keeping the highest training likelihood (EM's
+    local optima differ by up to 7 nats per pose on the bundled data: see ``docs/priors/gmm.md``)."""
 
     def __init__(
         self,
@@ -167,12 +169,21 @@ class GMMPrior(PosePrior):
         return self._fill(z)
 
     def _fit(self, x: Tensor, **options: Any) -> None:
-        """EM on the learned values (:func:`fit_mixture`); ``val`` and ``progress`` are accepted, unused."""
+        """EM on the learned values (:func:`fit_mixture`), ``n_init`` times; ``val`` and ``progress``
+        are accepted, unused."""
+        n_init = options["n_init"]
+        if not isinstance(n_init, int) or isinstance(n_init, bool) or n_init < 1:
+            raise ValueError(f"GMMPrior.fit: n_init must be an int >= 1, got {n_init!r}")
         z = self._select(x).double()
-        weights, means, covariances, history = fit_mixture(
-            z, self.n_components, min_std=self.min_std, max_iter=options["max_iter"], tol=options["tol"],
-            generator=options.get("generator"),
-        )
+        best = None
+        for _ in range(n_init):  # successive seedings from the one generator: deterministic
+            run = fit_mixture(
+                z, self.n_components, min_std=self.min_std, max_iter=options["max_iter"], tol=options["tol"],
+                generator=options.get("generator"),
+            )
+            if best is None or run[3][-1]["train_loss"] < best[3][-1]["train_loss"]:
+                best = run
+        weights, means, covariances, history = best
         self.set_components(weights, means, covariances)
         self.fit_history_ = history
         gain = history[-2]["train_loss"] - history[-1]["train_loss"] if len(history) > 1 else math.inf
