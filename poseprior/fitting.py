@@ -328,8 +328,8 @@ def fit_to_joints(
         init = init.body_pose
     start = _starting_values(fk, obs, mask, init, root_orient, trans, fit_root)
     # Fresh leaves: the caller's tensors are never modified.
-    body, root, tr = (v.detach().clone(memory_format=torch.contiguous_format) for v in start)
-    body.requires_grad_(True), root.requires_grad_(fit_root), tr.requires_grad_(fit_root)
+    grads = (True, fit_root, fit_root)
+    body, root, tr = (v.detach().clone().requires_grad_(g) for v, g in zip(start, grads, strict=True))
     params = [body, root, tr] if fit_root else [body]
     history = _optimize(
         params, _objective(fk, obs, mask, prior, weight, body, root, tr), optimizer, lr, steps, prior
@@ -373,7 +373,7 @@ def _starting_values(
         trans0 = est_trans if trans0 is None else trans0
     root0 = obs.new_zeros(n, 3) if root0 is None else root0
     trans0 = obs.new_zeros(n, 3) if trans0 is None else trans0
-    return pose0, root0, trans0
+    return pose0.contiguous(), root0.contiguous(), trans0.contiguous()  # L-BFGS views its variables
 
 
 def _objective(
