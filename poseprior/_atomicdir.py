@@ -173,6 +173,19 @@ def _rmtree(path: Path) -> None:
         shutil.rmtree(path, onerror=lambda func, p, info: ignore_missing(func, p, info[1]))
 
 
+def write_file(path: Path, data: bytes) -> Path:
+    """Replaces the file ``path`` with ``data`` atomically: a temporary file in the same folder,
+    fsynced, then renamed over ``path``. Readers and a killed writer see the old or the new file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    try:
+        _write_file(tmp, data)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
 def _write_file(path: Path, data: bytes) -> None:
     with open(path, "xb") as f:
         f.write(data)

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import secrets
+import io
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 from torch import Tensor
 
+from .._atomicdir import write_file
 from ..formats.adapters import to_layout
 from ..formats.layouts import JointLayout
 
@@ -22,17 +22,9 @@ def write_npz(path: str | Path, arrays: Mapping[str, np.ndarray]) -> Path:
     file as it was. Returns ``path``.
     """
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    try:
-        with open(tmp, "xb") as f:  # a file object: np.savez would otherwise append .npz to the name
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+    buffer = io.BytesIO()  # a file object: np.savez would otherwise append .npz to the name
+    np.savez(buffer, **arrays)
+    return write_file(path, buffer.getvalue())
 
 
 def save_npz(

@@ -20,13 +20,13 @@ import datetime as _dt
 import json
 import math
 import os
-import secrets
 import subprocess
 import sys
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from .._atomicdir import write_file
 from ..errors import CheckpointError
 
 if TYPE_CHECKING:
@@ -147,17 +147,7 @@ def write_run_record(run_dir: Path, record: dict[str, Any]) -> Path:
     """Writes ``record`` to ``run_dir/run.json`` atomically (temporary file, fsync, rename)."""
     path = Path(run_dir) / RUN_RECORD
     text = json.dumps(_plain(record), indent=2, allow_nan=False) + "\n"
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    try:
-        with open(tmp, "x", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+    return write_file(path, text.encode("utf-8"))
 
 
 def read_run_record(path: str | Path) -> dict[str, Any]:
