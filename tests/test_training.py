@@ -14,6 +14,8 @@ import torch
 
 pytest.importorskip("pytorch_lightning")
 
+from training_common import FILTERS, TINY_FLOW, ready  # noqa: E402
+
 import poseprior  # noqa: E402
 from poseprior import NotInitializedError, metrics  # noqa: E402
 from poseprior.data import sample_path  # noqa: E402
@@ -34,12 +36,8 @@ TRAIN_FILES = [
     "cmu_expmap_test_running_running_1.npz",
 ]
 VAL_FILES = ["cmu_expmap_test_walking_extra_walking_12.npz", "cmu_expmap_test_walking_extra_walking_10.npz"]
-# Coupling layers invert in one pass: sampling and the round trip stay cheap in tests.
-TINY_FLOW = {"blocks": 1, "hidden_features": 8, "residual_blocks": 1, "transform": "coupling"}
 
-pytestmark = pytest.mark.filterwarnings(
-    "ignore:.*does not have many workers.*", "ignore:.*exists and is not empty.*", "ignore:.*LeafSpec.*"
-)
+pytestmark = pytest.mark.filterwarnings(*FILTERS)
 
 
 pytestmark = [pytestmark, pytest.mark.usefixtures("one_thread")]
@@ -53,16 +51,6 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
         shutil.copy(sample_path() / name, folder / name)
     (folder / "splits.json").write_text(json.dumps({"train": TRAIN_FILES, "val": VAL_FILES}))
     return folder
-
-
-def _ready(name: str, dm: PoseDataModule, seed: int = 0, **kwargs: object) -> poseprior.PosePrior:
-    """A prior built and initialized from the training split, its weights from a seeded fork of the RNG."""
-    dm.setup("fit")
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        prior = poseprior.create(name, layout=dm.layout, **kwargs)
-        prior.initialize(dm.train_poses)
-    return prior
 
 
 def _dm(folder: Path, **kwargs: object) -> PoseDataModule:
@@ -99,7 +87,7 @@ def test_fit_reduces_val_loss_and_leaves_rng_alone(data: Path, tmp_path: Path) -
     dm = _dm(data)
     # broad_weight=0: the model alone (the fitted broad component would hide its progress in the NLL);
     # little training noise, so that three short epochs show clear progress.
-    prior = _ready("global_flow", dm, broad_weight=0.0, noise_std=0.02, **TINY_FLOW)
+    prior = ready("global_flow", dm, broad_weight=0.0, noise_std=0.02, **TINY_FLOW)
     before = metrics.nll(prior, dm.val_poses)
     state = torch.get_rng_state()
     result = train(prior, dm, root=tmp_path, run="g", max_epochs=3, lr=1e-2, **_quick())
@@ -120,9 +108,9 @@ def test_resume_reaches_the_uninterrupted_result(data: Path, tmp_path: Path) -> 
     checks that the randomness depends on (seed, step) only and that the initialization is restored.
     """
     kw = _quick(root=tmp_path, max_epochs=2, seed=5)
-    full = train(_ready("global_flow", _dm(data), **TINY_FLOW), _dm(data), run="full", **kw)
+    full = train(ready("global_flow", _dm(data), **TINY_FLOW), _dm(data), run="full", **kw)
     part = train(
-        _ready("global_flow", _dm(data), **TINY_FLOW),
+        ready("global_flow", _dm(data), **TINY_FLOW),
         _dm(data),
         run="cut",
         callbacks=[StopAfterEpochs(1)],
@@ -132,7 +120,7 @@ def test_resume_reaches_the_uninterrupted_result(data: Path, tmp_path: Path) -> 
     # A fresh process would rebuild the prior from the same arguments; a different seed gives different
     # initial weights, which the checkpoint overrides.
     resumed = train(
-        _ready("global_flow", _dm(data), seed=99, **TINY_FLOW), _dm(data), run="cut", resume=True, **kw
+        ready("global_flow", _dm(data), seed=99, **TINY_FLOW), _dm(data), run="cut", resume=True, **kw
     )
     assert resumed.epochs == 2
     a, b = full.prior.state_dict(), resumed.prior.state_dict()
@@ -145,7 +133,7 @@ def test_resume_reaches_the_uninterrupted_result(data: Path, tmp_path: Path) -> 
 def test_exported_weights_match_the_trained_prior(data: Path, tmp_path: Path) -> None:
     dm = _dm(data)
     result = train(
-        _ready("global_flow", dm, **TINY_FLOW), dm, root=tmp_path, run="e", max_epochs=1, **_quick()
+        ready("global_flow", dm, **TINY_FLOW), dm, root=tmp_path, run="e", max_epochs=1, **_quick()
     )
     assert sorted(p.name for p in result.final.iterdir()) == ["config.json", "model.safetensors"]
     x = dm.val_poses[:50]
@@ -164,7 +152,7 @@ def test_exported_weights_match_the_trained_prior(data: Path, tmp_path: Path) ->
     torch.testing.assert_close(best.log_prob(x), expected, rtol=0, atol=0)
 
 
-def test_module_refuses_a_prior_that_is_not_ready(data: Path) -> None:
+def test_module_refuses_a_prior_that_is_notready(data: Path) -> None:
     flow = poseprior.create("global_flow", **TINY_FLOW)
     with pytest.raises(ValueError, match="excluded and anatomical values are not decided yet"):
         PriorModule(flow).setup("fit")
@@ -180,12 +168,12 @@ def test_module_refuses_a_prior_that_is_not_ready(data: Path) -> None:
 
 def test_resume_refuses_another_configuration(data: Path, tmp_path: Path) -> None:
     dm = _dm(data)
-    train(_ready("gaussian", dm), dm, root=tmp_path, run="r", max_epochs=1, **_quick())
-    other = _ready("gaussian", dm, covariance="diagonal")
+    train(ready("gaussian", dm), dm, root=tmp_path, run="r", max_epochs=1, **_quick())
+    other = ready("gaussian", dm, covariance="diagonal")
     with pytest.raises(poseprior.CheckpointError, match="differs in: covariance"):
         train(other, dm, root=tmp_path, run="r", max_epochs=2, resume=True, **_quick())
     with pytest.raises(poseprior.CheckpointError, match="cannot resume: .* does not exist"):
-        train(_ready("gaussian", dm), dm, root=tmp_path, run="never", max_epochs=2, resume=True, **_quick())
+        train(ready("gaussian", dm), dm, root=tmp_path, run="never", max_epochs=2, resume=True, **_quick())
 
 
 def test_import_guard_and_light_package_import(monkeypatch: pytest.MonkeyPatch) -> None:
