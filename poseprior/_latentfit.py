@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal
 
 import torch
 from torch import Tensor
@@ -22,8 +22,9 @@ from .fitting import (
     _broadcast,
     _check_observed,
     _check_prior,
-    _estimate_root,
     _eval_mode,
+    _optimize,
+    _starting_values,
 )
 
 __all__ = ["LatentFitResult", "fit_to_joints_latent"]
@@ -100,39 +101,25 @@ def fit_to_joints_latent(
     z0 = _initial_codes(prior, init, n, latent_dim)
     with _eval_mode(prior), torch.no_grad():
         pose0 = prior.decode(z0).to(dtype)
-    root, tr = _root_and_trans(fk, obs, mask, pose0, root_orient, trans, fit_root)
+    start = _starting_values(fk, obs, mask, pose0, root_orient, trans, fit_root)
+    root, tr = (v.detach().clone().requires_grad_(fit_root) for v in start[1:])
     z = z0.detach().clone().requires_grad_(True)
     wmask = mask.to(dtype)
     count = wmask.sum(-1)
 
-    def terms() -> tuple[Tensor, Tensor]:
+    def objective() -> tuple[Tensor, Tensor, Tensor]:
         joints = fk(prior.decode(z).to(dtype), root, tr)
         data = (((joints - obs).pow(2).sum(-1) * wmask).sum(-1) / count).mean()
-        return data, (0.5 * z.pow(2).sum(-1).mean() / latent_dim).to(dtype)
+        pen = (0.5 * z.pow(2).sum(-1).mean() / latent_dim).to(dtype)
+        return data + weight * pen, data, pen
 
-    with _eval_mode(prior):
-        history = _minimize([z, root, tr] if fit_root else [z], terms, weight, optimizer, steps, lr)
-        with torch.no_grad():
-            body = prior.decode(z).to(dtype)
-            joints = fk(body, root, tr)
+    params = [z, root, tr] if fit_root else [z]
+    history = _optimize(params, objective, optimizer, lr, steps, prior, where="fit_to_joints_latent")
+    with _eval_mode(prior), torch.no_grad():
+        body = prior.decode(z).to(dtype)
+        joints = fk(body, root, tr)
     return LatentFitResult(body_pose=body, root_orient=root.detach(), trans=tr.detach(), joints=joints,
                            history=history, latent=z.detach())
-
-
-def _root_and_trans(
-    fk: BodyModel, obs: Tensor, mask: Tensor, pose: Tensor, root: Tensor | None, trans: Tensor | None,
-    fit: bool,
-) -> tuple[Tensor, Tensor]:
-    """Fresh (N, 3) root orientation and translation leaves: given, estimated from the torso, or zero."""
-    n = obs.shape[0]
-    root = _broadcast(root, (n, 3), "root_orient", obs) if root is not None else None
-    trans = _broadcast(trans, (n, 3), "trans", obs) if trans is not None else None
-    if fit and (root is None or trans is None):
-        est_root, est_trans = _estimate_root(fk, obs, mask, pose, root)
-        root, trans = (est_root if root is None else root), (est_trans if trans is None else trans)
-    root = obs.new_zeros(n, 3) if root is None else root
-    trans = obs.new_zeros(n, 3) if trans is None else trans
-    return root.detach().clone().requires_grad_(fit), trans.detach().clone().requires_grad_(fit)
 
 
 def _initial_codes(prior: PosePrior, init: Tensor | None, n: int, latent_dim: int) -> Tensor:
@@ -161,42 +148,3 @@ def _check_options(weight: float, steps: int, lr: float | None, optimizer: str) 
             bound = ">= 0" if low_ok else "> 0"
             raise ValueError(f"{where}: {name} must be a finite number {bound}, got {value!r}")
     return float(lr)
-
-
-class _Terms(Protocol):
-    def __call__(self) -> tuple[Tensor, Tensor]: ...  # (data term, prior term), scalars
-
-
-def _minimize(
-    params: list[Tensor], terms: _Terms, weight: float, optimizer: str, steps: int, lr: float
-) -> list[dict[str, float]]:
-    """Minimizes ``data + weight * prior`` (from ``terms()``) over ``params``; returns the history."""
-    history: list[dict[str, float]] = []
-
-    def closure() -> Tensor:
-        data, pen = terms()
-        loss = data + weight * pen
-        if not bool(torch.isfinite(loss)):
-            raise FloatingPointError(
-                f"fit_to_joints_latent: the loss became {float(loss)} at evaluation {len(history)} (data "
-                f"{float(data)}, prior {float(pen)}); lower lr or give a better init"
-            )
-        for p, g in zip(params, torch.autograd.grad(loss, params), strict=True):
-            p.grad = g.contiguous()  # L-BFGS flattens the gradients with view()
-        history.append(
-            {"loss": float(loss.detach()), "data": float(data.detach()), "prior": float(pen.detach())}
-        )
-        return loss.detach()
-
-    if steps == 0:
-        return history
-    if optimizer == "lbfgs":  # all iterations in one call, as fit_to_joints
-        torch.optim.LBFGS(params, lr=lr, max_iter=steps, history_size=20, line_search_fn="strong_wolfe",
-                          tolerance_grad=1e-12, tolerance_change=1e-15).step(closure)
-        return history
-    opt = torch.optim.Adam(params, lr=lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps, eta_min=lr * 0.01)
-    for _ in range(steps):
-        opt.step(closure)
-        sched.step()
-    return history

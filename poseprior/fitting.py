@@ -408,8 +408,11 @@ def _optimize(
     lr: float,
     steps: int,
     prior: PosePrior | None,
+    where: str = "fit_to_joints",
 ) -> list[dict[str, float]]:
-    """Runs L-BFGS (all iterations in one call) or Adam with a cosine schedule; returns the history."""
+    """Runs L-BFGS (all iterations in one call) or Adam with a cosine schedule on ``objective``, a
+    function returning (loss, data term, prior term), with ``prior`` in eval mode; returns the
+    history. Shared by :func:`fit_to_joints` and ``fit_to_joints_latent`` (``where`` names it)."""
     sched = None
     if optimizer == "adam":
         opt: torch.optim.Optimizer = torch.optim.Adam(params, lr=lr)
@@ -426,7 +429,7 @@ def _optimize(
         loss, data, pen = objective()
         if not bool(torch.isfinite(loss)):
             raise FloatingPointError(
-                f"fit_to_joints: the loss became {float(loss)} at step {len(history)} (data {float(data)}, "
+                f"{where}: the loss became {float(loss)} at evaluation {len(history)} (data {float(data)}, "
                 f"prior {float(pen)}); lower lr, give a better init, or check the prior on these poses"
             )
         # Gradients only for the fitted variables: nothing accumulates in the prior's .grad.
