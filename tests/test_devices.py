@@ -27,6 +27,7 @@ LOCAL_GENERATORS = {
     ("priors/_vae.py", "_bound"): "its own generator on the prior's device (the log_prob estimate's draws)",
     ("nn/flows.py", "random"): "a permutation drawn at construction, on the CPU",
     ("nn/joint_net.py", "__init__"): "initial weights drawn at construction, on the CPU",
+    ("nn/mlp.py", "_linear"): "initial weights drawn at construction, on the CPU (the VAEs' seed)",
 }  # fmt: skip
 RANDOM = {
     "randn", "rand", "randint", "randperm", "normal", "bernoulli", "multinomial", "poisson",

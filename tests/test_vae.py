@@ -85,6 +85,16 @@ def test_bounded_is_the_identity_inside_and_saturates_smoothly() -> None:
 
 
 # ---------------------------------------------------------------------------------- body VAE
+def test_initial_weights_come_from_the_seed_not_the_global_generator() -> None:
+    state = torch.random.get_rng_state()
+    a, b, c = VAEPrior(**TINY), VAEPrior(**TINY), VAEPrior(**TINY, seed=1)
+    assert torch.equal(torch.random.get_rng_state(), state)  # torch's global generator untouched
+    for (name, p), q, r in zip(a.named_parameters(), b.parameters(), c.parameters(), strict=True):
+        assert torch.equal(p, q), name
+        if ".out." not in name and name != "log_std":  # the last layers and log_std start equal
+            assert not torch.equal(p, r), name
+
+
 def test_defaults_are_vposers_architecture() -> None:
     prior = poseprior.create("vae")
     assert isinstance(prior, VAEBase) and isinstance(poseprior.create("hand_vae"), VAEBase)
@@ -132,6 +142,28 @@ def test_vae_errors_name_the_problem() -> None:
         VAEPrior(activation="swish")
     with pytest.raises(ValueError, match="VAEPrior: iwae num_samples must be a positive int, got 0"):
         prior.iwae(torch.zeros(2, 21, 3), num_samples=0)
+    for bad in (-0.1, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="VAEPrior: noise_std must be a finite number >= 0"):
+            VAEPrior(noise_std=bad)
+
+
+def test_training_noise_widens_the_decoder_and_leaves_evaluation_alone() -> None:
+    """noise_std: fit learns the data convolved with the noise (the decoder's std covers it), is
+    still reproducible from the generator, and log_prob of the fitted prior is noise-free."""
+    x = _body(600, 4)
+
+    def fitted(noise: float) -> VAEPrior:
+        prior = VAEPrior(**TINY, noise_std=noise, broad_weight=0.0).double()  # weights seeded by `seed`
+        prior.fit(x, epochs=20, lr=3e-2, batch_size=100, generator=torch.Generator().manual_seed(0))
+        return prior.eval()
+
+    quiet, noisy, again = fitted(0.0), fitted(0.3), fitted(0.3)
+    assert float(noisy._std().mean()) > 0.3 * 0.9 > float(quiet._std().mean()), (
+        float(noisy._std().mean()), float(quiet._std().mean()))
+    with torch.no_grad():
+        assert torch.equal(noisy.log_prob(x[:50]), again.log_prob(x[:50]))
+        assert torch.equal(noisy.log_prob(x[:50]), noisy.log_prob(x[:50]))
+    assert noisy.get_config()["noise_std"] == 0.3
 
 
 # ---------------------------------------------------------------------------------- latent fitting
@@ -150,7 +182,7 @@ def test_fit_to_joints_latent_recovers_decoded_poses() -> None:
     target_z = 0.8 * torch.randn(4, 6, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     target = prior.decode(target_z).detach()
     observed = forward_kinematics(target)
-    res = fit_to_joints_latent(observed, prior, weight=0.0, steps=100)
+    res = fit_to_joints_latent(observed, prior, weight=0.0, steps=200)
     assert isinstance(res, LatentFitResult) and res.latent.shape == (4, 6)
     torch.testing.assert_close(res.body_pose, prior.decode(res.latent))
     assert mpjpe(res.joints, observed) < 0.003 and res.history[-1]["loss"] < res.history[0]["loss"]

@@ -8,8 +8,10 @@ output is a deterministic function of the input in both modes.
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
+import torch
 from torch import Tensor, nn
 
 __all__ = ["MLP", "count_parameters"]
@@ -44,6 +46,9 @@ class MLP(nn.Module):
             stacks trainable without normalization layers.
         zero_last: Initialize the last layer to zero, so the network starts as the constant 0
             (a VAE encoder then starts at the latent prior, a decoder at its offset).
+        generator: Draws the initial weights (PyTorch's default distribution for ``nn.Linear``,
+            uniform on :math:`\pm 1/\sqrt{\mathrm{fan\_in}}`); ``None`` uses ``nn.Linear``'s own
+            initialization, which draws from torch's global generator.
 
     Example:
         >>> import torch
@@ -61,6 +66,7 @@ class MLP(nn.Module):
         activation: Activation = "silu",
         residual: bool = True,
         zero_last: bool = False,
+        generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
         for name, value in (
@@ -75,8 +81,10 @@ class MLP(nn.Module):
             raise ValueError(f"MLP: unknown activation {activation!r}; choose one of {sorted(_ACTIVATIONS)}")
         self.residual = bool(residual)
         widths = [in_features] + [hidden_features] * num_layers
-        self.hidden = nn.ModuleList(nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:], strict=True))
-        self.out = nn.Linear(hidden_features, out_features)
+        pairs = [*zip(widths[:-1], widths[1:], strict=True), (hidden_features, out_features)]
+        layers = [_linear(a, b, generator) for a, b in pairs]
+        self.hidden = nn.ModuleList(layers[:-1])
+        self.out = layers[-1]
         self.act = _ACTIVATIONS[activation]()
         if zero_last:
             nn.init.zeros_(self.out.weight)
@@ -91,6 +99,18 @@ class MLP(nn.Module):
 
     def extra_repr(self) -> str:
         return f"residual={self.residual}"
+
+
+def _linear(fan_in: int, fan_out: int, generator: torch.Generator | None) -> nn.Linear:
+    """``nn.Linear(fan_in, fan_out)``, its weights drawn from ``generator`` when one is given."""
+    if generator is None:
+        return nn.Linear(fan_in, fan_out)
+    layer = nn.utils.skip_init(nn.Linear, fan_in, fan_out)  # no draw from the global generator
+    bound = 1.0 / math.sqrt(fan_in)
+    with torch.no_grad():
+        layer.weight.uniform_(-bound, bound, generator=generator)
+        layer.bias.uniform_(-bound, bound, generator=generator)
+    return layer
 
 
 def count_parameters(module: nn.Module) -> int:

@@ -16,6 +16,13 @@ matrix and then to the axis-angle mean :math:`\mu(z)` (angle at most :math:`\pi`
 ``min_std``. The Gaussian is on the axis-angle values themselves (Lebesgue measure, like every
 poseprior).
 
+**Training noise.** With ``noise_std`` > 0, ``fit`` adds Gaussian noise of that standard
+deviation (radians) to every training pose (encoder input and reconstruction target alike), so
+the VAE learns the data convolved with :math:`\mathcal{N}(0, \mathrm{noise\_std}^2 I)`, as
+:class:`~poseprior.priors.global_flow.GlobalFlowPrior` does: the decoder's standard deviation
+then covers at least the noise, and poses a little off the training manifold (other subjects,
+other retargetings) are not scored as if they were impossible. Evaluation is not noisy.
+
 **log_prob is an estimate**: the importance-weighted (IWAE) bound with :math:`K` =
 ``num_samples`` draws from :math:`q`, whose exponential is an unbiased estimate of :math:`p(x)`
 (Burda et al. 2016). The :math:`K` standard-normal draws come from a fresh ``torch.Generator``
@@ -49,6 +56,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from .._checks import check_number
 from .._rng import randn
 from ..base import PosePrior
 from ..errors import ShapeError, ValueCheckError
@@ -118,6 +126,7 @@ class VAEBase(PosePrior):
         slots: int = 1,
         activation: str = "silu",
         residual: bool = True,
+        noise_std: float = 0.0,
     ) -> None:
         """Validates the shared options, stores them and builds the networks and buffers."""
         owner = type(self).__name__
@@ -133,6 +142,7 @@ class VAEBase(PosePrior):
             raise ValueError(f"{owner}: seed must be an int, got {seed!r}")
         self.objective = objective
         self.seed = seed
+        self.noise_std = check_number(f"{owner}: noise_std", noise_std, strict=False)
         # The modules see every value of a slot (the values they do not learn at their training
         # means), so no shape depends on D and the base class's _rebuild hook has nothing to do.
         self._slots = slots
@@ -140,7 +150,9 @@ class VAEBase(PosePrior):
         width = 3 * self._joints
         # Both networks start with a zero last layer: q(z|x) starts at the prior and the decoder at
         # the mean pose, so the first steps fit the average before the latent structure.
-        kw = {"activation": activation, "residual": residual, "zero_last": True}
+        # The initial weights come from a generator seeded with `seed`, not from torch's global one.
+        gen = torch.Generator().manual_seed(seed)
+        kw = {"activation": activation, "residual": residual, "zero_last": True, "generator": gen}
         self.encoder = MLP(width, 2 * latent_dim, hidden_features, encoder_layers, **kw)
         self.decoder = MLP(latent_dim, 6 * self._joints, hidden_features, decoder_layers, **kw)
         if self.scale_kind == "softplus":
@@ -289,6 +301,9 @@ class VAEBase(PosePrior):
         return self._bound(x, "iwae", self.num_samples, self.seed)
 
     def _training_loss(self, x: Tensor, generator: torch.Generator | None) -> Tensor:
+        if self.training and self.noise_std > 0:
+            # The encoder's input and the reconstruction target are the same noisy pose.
+            x = x + self.noise_std * randn(x.shape, generator, x)
         xh = self._hands(x)
         loc, scale = self._encode(xh)
         if not self.training:

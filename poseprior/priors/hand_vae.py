@@ -130,7 +130,8 @@ class HandVAEPrior(VAEBase):
             (relative to the MANO mean hand): the convention of the poses this prior scores.
         objective: The training objective: ``"elbo"`` or ``"iwae"`` (with ``train_samples``).
         train_samples: The number of latent draws per pose in the training objective.
-        seed: The seed of the per-call generator of the IWAE draws (see the module docs).
+        seed: The seed of the initial weights and of the per-call generator of the IWAE draws (see the
+            module docs).
         exclude: See :class:`~poseprior.PosePrior`.
         anatomical: See :class:`~poseprior.PosePrior`.
         broad_weight: See :class:`~poseprior.PosePrior` (the broad component).
