@@ -18,13 +18,20 @@ every weight and scale of the grid (it does not change training, so one fit serv
 
 Training data: the union of both train splits, screened (:func:`poseprior.data.load_bundled`),
 mirrored (``fit``'s default for the body). The choice: among the settings whose samples hold a
-value beyond pi at most 0.1% of the time, the lowest mean of ``val``, ``unseen``, ``cross`` (and
-``loao`` when measured): three protocols of generalization and one in distribution, none alone.
-The cap is half the 0.1% the priors must meet, because the estimate itself (20,000 samples, the
-broad component's share in closed form) varies by about 20% at these rates. And at most 5% of
-the samples may come from the broad component (``broad_weight <= 0.05``): its draws are the
-implausible samples (crossed legs, twisted torsos), which issue 14 asks the default ``sample()``
-to avoid.
+value beyond pi at most 0.05% of the time, the lowest mean of ``val``, ``unseen``, ``cross`` (and
+``loao`` when every variant of the prior has it): three protocols of generalization and one in
+distribution, none alone. The cap is half the 0.1% the priors must meet, because the estimate
+itself (20,000 samples, the broad component's share in closed form) varies by about 20% at these
+rates. And at most 5% of the samples may come from the broad component (``broad_weight <= 0.05``):
+its draws are the implausible samples (crossed legs, twisted torsos), which issue 14 asks the
+default ``sample()`` to avoid. And the learned model alone (``broad_weight=0``) must beat
+independent per-value Gaussians fitted on the same data (the broad component at scale 1) on the
+unseen subjects: issue 14 asks it of the flows, and a setting whose learned part does worse than
+independent values there gets its held-out score from the broad component. The tables also give
+the ``margin``: how much the setting beats its own broad component alone on the unseen subjects
+(issue 14 asks for 3 nats). It is reported, not part of the rule: it can be raised by weakening
+the broad component (a smaller scale), which lowers the prior's own held-out likelihood (the
+Gaussian's rows show it).
 
     python benchmarks/tune_defaults.py --prior global_flow --out docs/tune [--variants a b] [--loao]
     python benchmarks/tune_defaults.py --render docs/tune
@@ -55,9 +62,11 @@ WEIGHTS = (0.0, 0.02, 0.05, 0.1, 0.3)
 SCALES = (1.0, 1.25, 1.5)
 MAX_PCT_PI = 0.05
 MAX_BROAD_WEIGHT = 0.05
+MIN_MARGIN = 3.0
 _FLOW = {"max_log_scale": 1.0, "conditioner_bound": 3.0}
 VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
-    "gaussian": {f"min_std={m}": {"min_std": m} for m in (0.02, 0.05, 0.1)}
+    # shrinkage=0: the covariance as estimated (the default shrinks it by 0.2 toward its diagonal)
+    "gaussian": {f"min_std={m},shrinkage=0": {"min_std": m, "shrinkage": 0.0} for m in (0.02, 0.05, 0.1)}
     | {
         f"min_std={m},shrinkage={k}": {"min_std": m, "shrinkage": k}
         for m in (0.02, 0.05)
@@ -68,7 +77,9 @@ VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
     "gmm": {f"min_std={m}": {"min_std": m} for m in (0.02, 0.05, 0.1)},
     "vae": {"default": {}}
     | {f"min_std={m}": {"min_std": m} for m in (0.05, 0.1)}
-    | {"latent_dim=16,hidden_features=256": {"latent_dim": 16, "hidden_features": 256}},
+    | {"latent_dim=16,hidden_features=256": {"latent_dim": 16, "hidden_features": 256}}
+    | {f"noise={n}": {"noise_std": n} for n in (0.08, 0.1, 0.12, 0.16)}
+    | {f"noise={n},iwae=8": {"noise_std": n, "objective": "iwae", "train_samples": 8} for n in (0.1, 0.12)},
     "global_flow": {
         # the 0.1.0 architecture: unbounded conditioners, log-scales up to 3, noise 0.02, no groups
         "v1": {"noise_std": 0.02, "max_log_scale": 3.0, "conditioner_bound": None, "groups": None},
@@ -193,6 +204,8 @@ def run_variant(name: str, kwargs: dict[str, Any], loao: bool) -> dict[str, Any]
 def rows(results: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per (variant, weight, scale) with every score and the generalization mean."""
     out = []
+    # leave one group out counts in the score only when every variant of the prior has it
+    use_loao = all("loao" in res for res in results.values())
     for variant, res in results.items():
         for key in res["val"]:
             w, s = (float(t.split("=")[1]) for t in key.split(","))
@@ -203,41 +216,79 @@ def rows(results: dict[str, Any]) -> list[dict[str, Any]]:
                 "key": key,
                 **{m: res[m][key] for m in ("val", "unseen", "cross", "pct_pi")},
                 "loao": res["loao"][key] if "loao" in res else None,
+                # issue 14: the default must beat its own broad component alone on the unseen subjects
+                # (without a broad component: the per-value Gaussian the broad component scales)
+                "margin": res["broad_alone"][f"s={s if w > 0 else 1.0}"] - res["unseen"][key],
             }
-            parts = [row["val"], row["unseen"], row["cross"]] + (
-                [row["loao"]] if row["loao"] is not None else []
-            )
+            parts = [row["val"], row["unseen"], row["cross"]] + ([row["loao"]] if use_loao else [])
             row["score"] = sum(parts) / len(parts)
             out.append(row)
     return out
 
 
 def choose(results: dict[str, Any]) -> dict[str, Any]:
-    """The lowest score among the settings with at most MAX_PCT_PI percent of samples beyond pi
-    and at most MAX_BROAD_WEIGHT of the samples drawn from the broad component (the variants
-    measured with ``--loao`` compete among themselves when there are any)."""
+    """The lowest score among the settings with at most MAX_PCT_PI percent of samples beyond pi,
+    at most MAX_BROAD_WEIGHT of the samples drawn from the broad component, and whose learned
+    model alone (``broad_weight=0``) beats independent per-value Gaussians on the unseen subjects
+    (the score includes leave one group out when every variant has it).
+
+    The margin over the broad component alone is reported, not required: a weaker broad component
+    (a smaller scale) raises the margin while lowering the prior's own held-out likelihood."""
     table = [
-        r for r in rows(results) if r["pct_pi"] <= MAX_PCT_PI and r["broad_weight"] <= MAX_BROAD_WEIGHT
+        r
+        for r in rows(results)
+        if r["pct_pi"] <= MAX_PCT_PI
+        and r["broad_weight"] <= MAX_BROAD_WEIGHT
+        and results[r["variant"]]["unseen"]["w=0.0,s=1.0"] < results[r["variant"]]["broad_alone"]["s=1.0"]
     ]
-    with_loao = [r for r in table if r["loao"] is not None]
-    return min(with_loao or table, key=lambda r: r["score"])
+    return min(table, key=lambda r: r["score"])
+
+
+_BROAD_ALONE: dict[float, dict[str, float]] = {}
+
+
+def broad_alone(min_std: float) -> dict[str, float]:
+    """Unseen-subject NLL of the broad component alone (and the anatomical values), per scale of the grid.
+
+    The broad component depends on the training data and ``min_std`` only, not on the prior."""
+    if min_std not in _BROAD_ALONE:
+        train = load_bundled("train").poses_for("body")
+        ref = poseprior.create("gaussian", min_std=min_std).fit(train).double()  # learned set, anatomy
+        scorer = Scorer(ref, train)
+        x = load_bundled("unseen").poses_for("body")
+        flat = x.reshape(len(x), -1).double()
+        with torch.no_grad():
+            anat = ref.anatomy.log_prob(flat)
+            _BROAD_ALONE[min_std] = {
+                f"s={s}": -float((scorer._broad(s).log_prob(flat) + anat).mean()) for s in SCALES
+            }
+    return _BROAD_ALONE[min_std]
+
+
+def with_margins(name: str, results: dict[str, Any]) -> dict[str, Any]:
+    """``results`` with every variant's ``broad_alone`` (computed for those measured before it was stored)."""
+    for res in results.values():
+        if "broad_alone" not in res:
+            res["broad_alone"] = broad_alone(poseprior.create(name, **res.get("kwargs", {})).min_std)
+    return results
 
 
 def render(name: str, results: dict[str, Any]) -> str:
     chosen = choose(results)
-    head = "| prior | variant | w | s | val | unseen | cross | loao | score | % > pi |"
+    head = "| prior | variant | w | s | val | unseen | cross | loao | score | % > pi | margin |"
     lines = [head, "|---" * (head.count("|") - 1) + "|"]
     for r in rows(results):
-        b = "**" if r is chosen or (r["variant"], r["key"]) == (chosen["variant"], chosen["key"]) else ""
+        b = "**" if (r["variant"], r["key"]) == (chosen["variant"], chosen["key"]) else ""
         loao = f"{r['loao']:.2f}" if r["loao"] is not None else "-"
         lines.append(
             f"| {name} | {r['variant']} | {r['broad_weight']:g} | {r['broad_scale']:g} | "
             f"{r['val']:.2f} | {r['unseen']:.2f} | {r['cross']:.2f} | {loao} | {b}{r['score']:.2f}{b} | "
-            f"{r['pct_pi']:.3f} |"
+            f"{r['pct_pi']:.3f} | {r['margin']:.2f} |"
         )
     lines.append(
         f"\nchosen for {name}: variant {chosen['variant']}, broad_weight={chosen['broad_weight']:g}, "
-        f"broad_scale={chosen['broad_scale']:g} (score {chosen['score']:.2f})"
+        f"broad_scale={chosen['broad_scale']:g} (score {chosen['score']:.2f}, margin {chosen['margin']:.2f}"
+        f"{'' if chosen['margin'] >= MIN_MARGIN else f', below the {MIN_MARGIN:g} nats of issue 14'})"
     )
     return "\n".join(lines)
 
@@ -282,7 +333,10 @@ def main() -> None:
     ap.add_argument("--render", default=None, help="only print the tables of the JSON files in this folder")
     args = ap.parse_args()
     if args.render:
-        results = {f.stem: json.loads(f.read_text()) for f in sorted(Path(args.render).glob("*.json"))}
+        results = {
+            f.stem: with_margins(f.stem, json.loads(f.read_text()))
+            for f in sorted(Path(args.render).glob("*.json"))
+        }
         for name, res in results.items():
             print(render(name, res) + "\n")
         plot(results, Path(args.render) / "generalization.png")
@@ -298,6 +352,7 @@ def main() -> None:
             continue
         res = run_variant(args.prior, kwargs, args.loao)
         res["kwargs"] = kwargs
+        res["broad_alone"] = broad_alone(poseprior.create(args.prior, **kwargs).min_std)
         results = json.loads(path.read_text()) if path.is_file() else {}
         results[variant] = res
         path.write_text(json.dumps(results, indent=1) + "\n")
@@ -307,7 +362,7 @@ def main() -> None:
             f"cross {res['cross']['w=0.0,s=1.0']:.2f} ({res['seconds']:.0f} s)",
             flush=True,
         )
-    print(render(args.prior, json.loads(path.read_text())))
+    print(render(args.prior, with_margins(args.prior, json.loads(path.read_text()))))
 
 
 if __name__ == "__main__":
