@@ -1,6 +1,6 @@
 """Trains the pretrained CMU checkpoints in this folder and writes their model cards.
 
-    python checkpoints/train_cmu.py [--priors gaussian gmm joint_flow global_flow] [--threads 2]
+    python checkpoints/train_cmu.py [--priors gaussian gmm joint_flow global_flow vae] [--threads 2]
 
 Each prior is fitted with its defaults on the bundled training data (the union of the train
 splits of ``poseprior/data/cmu`` and ``poseprior/data/cmu_extra``, screened for defective frames,
@@ -216,7 +216,8 @@ def conventions_table(priors: dict[str, poseprior.PosePrior]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--priors", nargs="*", default=["gaussian", "gmm", "joint_flow", "global_flow"])
+    default = ["gaussian", "gmm", "joint_flow", "global_flow", "vae"]
+    parser.add_argument("--priors", nargs="*", default=default)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()

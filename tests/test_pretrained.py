@@ -15,7 +15,7 @@ from poseprior import metrics
 from poseprior.data import load_bundled
 from poseprior.hub import _pretrained_folders
 
-EXPECTED = {"gaussian.cmu", "gmm.cmu", "joint_flow.cmu", "global_flow.cmu"}
+EXPECTED = {"gaussian.cmu", "gmm.cmu", "joint_flow.cmu", "global_flow.cmu", "vae.cmu"}
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +44,8 @@ def test_pretrained_reproduces_its_model_card(name: str, data) -> None:
 def test_pretrained_tails_are_honest(name: str, data) -> None:
     prior = poseprior.load_pretrained(name)
     val = torch.cat([data["val"], data["unseen"]])
+    if not prior.has_exact_log_prob:  # the IWAE estimate costs 64 decodings a pose: every 4th pose
+        val = val[::4]
     for p in (prior, prior.without_broad()) if prior.broad is not None else (prior,):
         assert_honest_tails(p, data["train"], val)
 
@@ -55,9 +57,9 @@ def test_pretrained_anatomy(name: str, data) -> None:
 
 
 def test_pretrained_learned_parts_carry_the_unseen_subjects(data) -> None:
-    """Issue 14.3 on the unseen-subject split: each shipped flow alone (broad_weight=0) beats
-    independent per-value Gaussians fitted on the same training data, and each shipped prior beats
-    its own broad component alone by at least 3 nats.
+    """Issue 14.3 on the unseen-subject split: each shipped learned model alone (broad_weight=0)
+    beats independent per-value Gaussians fitted on the same training data, and each shipped prior
+    beats its own broad component alone by at least 3 nats.
 
     The Gaussian falls short of 3 nats: its best tuned setting beats its broad component by 2.96
     (``docs/generalization.md``); a single Gaussian cannot carry much more of motion it never saw.
@@ -69,8 +71,7 @@ def test_pretrained_learned_parts_carry_the_unseen_subjects(data) -> None:
     reference = metrics.nll(diagonal, data["unseen"])
     for name in sorted(EXPECTED):
         prior = poseprior.load_pretrained(name)
-        if name.endswith("flow.cmu"):
-            assert metrics.nll(prior.without_broad(), data["unseen"]) < reference, name
+        assert metrics.nll(prior.without_broad(), data["unseen"]) < reference, name
         if prior.broad is not None:
             margin = 2.5 if name == "gaussian.cmu" else 3.0
             broad = metrics.broad_nll(prior, data["unseen"])
