@@ -508,7 +508,8 @@ class PosePrior(Compilable, nn.Module, abc.ABC):
         if isinstance(x, Tensor):
             check_like(x, self.data_mean, where)
         check_pose(x, self.layout, where)
-        return x.to(self.data_mean.dtype)
+        dtype = self.data_mean.dtype
+        return x if x.dtype == dtype else x.to(dtype)
 
     def _data(
         self, x: Tensor | PoseData | np.ndarray | Iterable[Tensor], where: str

@@ -63,7 +63,8 @@ class FusedBlock(NamedTuple):
     next ActNorm's log-scale ``log_e`` (zeros for the last layer).
 
     The output layer's rows are the scale rows (already divided by ``max_log_scale``), then the
-    shift rows (with the next ActNorm folded in).
+    shift rows (with the next ActNorm folded in, divided by the input bound :math:`c`); the first
+    layer's weights are multiplied by :math:`c`.
     """
 
     b0: Tensor
@@ -77,15 +78,23 @@ class FusedBlock(NamedTuple):
 
 
 class FusedTensors(NamedTuple):
-    """Everything :func:`fused_maf_log_prob` computes with: the input map, constants and the layers."""
+    r"""Everything :func:`fused_maf_log_prob` computes with: the input map, constants and the layers.
 
-    matrix: Tensor  # (D_in, D): the input map and the first ActNorm
+    The kernel carries the flow's values divided by the MADE input bound :math:`c` (1 without
+    one), :math:`\tilde a = a / c`: the MADE's input :math:`c \tanh(a / c)` is then one ``tanh``
+    (the :math:`c` is folded into its first layer), and the map, shift rows and base density are
+    rescaled to match. The scalars are Python floats (operation arguments, not tensors).
+    """
+
+    matrix: Tensor  # (D_in, D): the input map and the first ActNorm, divided by c
     matrix_t: Tensor
     offset: Tensor  # (D,)
     const: Tensor  # 0-d: the normalizing constant and every ActNorm's log-det
-    bound: Tensor  # 0-d: max_log_scale
+    bound_t: Tensor  # 0-d: max_log_scale (an operation's input)
     one: Tensor  # 0-d: 1
     blocks: tuple[FusedBlock, ...]
+    bound: float  # max_log_scale b
+    base_scale: float  # c**2: the base density is -c**2 |a~|^2 / 2
 
 
 def _check_stack(stack: TransformStack) -> tuple[list, list, list]:
@@ -150,6 +159,7 @@ class FusedMAFDensity:
         d = self.features = actnorms[0].features
         bound = self.bound = float(mafs[0].max_log_scale)
         self.input_bound = mafs[0].input_bound
+        c = 1.0 if self.input_bound is None else self.input_bound  # values carried as a / c
 
         def cast(t: Tensor) -> Tensor:
             return t.to(dtype).contiguous()
@@ -163,14 +173,14 @@ class FusedMAFDensity:
                 order.append(order[-1][p.indices])
             inv = [torch.argsort(o) for o in order]
             e0 = log_e[0].exp()  # order[0] is the identity
-            folded = matrix.to(f64) * e0
+            folded = matrix.to(f64) * (e0 / c)
             const = float(const) + float(sum(le.sum() for le in log_e))
             blocks = []
             for k, maf in enumerate(mafs):
                 linears = maf._linears()
                 weights = [m.weight.to(f64) * m.mask.to(f64) for m in linears]
                 biases = [m.bias.to(f64) for m in linears]
-                w0 = weights[0][:, inv[k]]
+                w0 = weights[0][:, inv[k]] * c
                 wf, bf = weights[-1], biases[-1]
                 wu, bu = wf[0::2][inv[k]] / bound, bf[0::2][inv[k]] / bound
                 wt, bt = wf[1::2][inv[k]], bf[1::2][inv[k]]
@@ -180,6 +190,7 @@ class FusedMAFDensity:
                     wt, bt = wt * e[:, None], (bt - loc) * e
                 else:
                     le = torch.zeros(d, dtype=f64, device=device)
+                wt, bt = wt / c, bt / c
                 wout = torch.cat([wu, wt])  # (2D, H): scale rows, then shift rows
                 inner = tuple(
                     FusedResidual(
@@ -199,9 +210,15 @@ class FusedMAFDensity:
                         cast(le),
                     )
                 )
-            scalars = (torch.tensor(c, dtype=dtype, device=device) for c in (const, bound, 1.0))
+            scalars = (torch.tensor(v, dtype=dtype, device=device) for v in (const, bound, 1.0))
             self.tensors = FusedTensors(
-                cast(folded), cast(folded.T), cast((offset.to(f64) - locs[0]) * e0), *scalars, tuple(blocks)
+                cast(folded),
+                cast(folded.T),
+                cast((offset.to(f64) - locs[0]) * (e0 / c)),
+                *scalars,
+                tuple(blocks),
+                bound,
+                c * c,
             )
 
     @staticmethod
@@ -267,18 +284,15 @@ def fused_maf_log_prob(
     the responsibility-weighted sum of theirs; ``parts.anatomy`` adds an independent Gaussian's
     log-density and gradient; all in the same pass.
     """
-    d, t = features, tensors
-    relu, addmm, mm = torch.relu, torch.addmm, torch.mm  # (locals: this runs ~150 tiny operations)
-    a = addmm(t.offset, x, t.matrix)
+    d, t, b = features, tensors, tensors.bound
+    relu, addmm, mm = torch.relu, torch.addmm, torch.mm  # (locals: this runs ~130 tiny operations)
+    a = addmm(t.offset, x, t.matrix)  # a / c (see FusedTensors)
+    bounded = input_bound is not None
     acc = None
     saved = []
     for blk in t.blocks:
-        if input_bound is None:
-            ac, th = a, None
-        else:  # the MADE sees c tanh(a / c)
-            th = torch.tanh(a * (1.0 / input_bound))
-            ac = th * input_bound
-        h = addmm(blk.b0, ac, blk.w0_t)
+        th = torch.tanh(a) if bounded else None  # the MADE sees c tanh(a / c): c is in w0
+        h = addmm(blk.b0, th if bounded else a, blk.w0_t)
         inner = []
         for r in blk.inner:
             u = addmm(r.b1, relu(h), r.w1_t)
@@ -286,12 +300,13 @@ def fused_maf_log_prob(
             h = addmm(r.b2, relu(u), r.w2_t).add_(h)
         out = addmm(blk.b_out, h, blk.w_out_t)
         w = torch.tanh(out[:, :d])
-        es = torch.add(blk.log_e, w, alpha=t.bound).exp_()
+        es = torch.add(blk.log_e, w, alpha=b).exp_()
         y = torch.addcmul(out[:, d:], a, es)
         saved.append((a, th, inner, w, es))
-        acc = w if acc is None else acc + w
+        acc = w if acc is None else (acc + w if len(saved) == 2 else acc.add_(w))
         a = y
-    lp = torch.addcmul(acc * t.bound, a, a, value=-0.5).sum(-1).add_(t.const)
+    # log N(z) + log|det| = -c^2 |a~|^2 / 2 + b sum(w) + const
+    lp = torch.add(t.const, torch.addcmul(acc, a, a, value=-0.5 * t.base_scale / b).sum(-1), alpha=b)
     broad, anatomy = parts.broad, parts.anatomy
     if broad is not None:
         zs = torch.addcmul(broad.shift, x, broad.inv_scale)
@@ -303,18 +318,18 @@ def fused_maf_log_prob(
         lp = lp + torch.add(anatomy.log_const, za.square().sum(-1), alpha=-0.5)
     if not grad:
         return lp, None
-    gy = -a  # d/dz of -|z|^2 / 2
+    gy = a * -t.base_scale  # d/da~ of -c^2 |a~|^2 / 2
     for blk, (a, th, inner, w, es) in zip(reversed(t.blocks), reversed(saved), strict=False):
         ga = gy * es  # through y = a e^s + t, directly
         # d/du: (gy a e^s + 1) * b (1 - tanh^2): the scale term and the log-det term b sum(w).
-        gu = torch.addcmul(t.one, ga, a).mul_(torch.addcmul(t.bound, w, w, value=-t.bound))
+        gu = torch.addcmul(t.one, ga, a).mul_(torch.addcmul(t.bound_t, w, w, value=-b))
         gh = mm(torch.cat([gu, gy], 1), blk.w_out)
         for r, (h, u) in zip(reversed(blk.inner), reversed(inner), strict=False):
             gu_ = _relu_backward(mm(gh, r.w2), u, 0)
             gh = gh.add_(_relu_backward(mm(gu_, r.w1), h, 0))
         if th is None:
             gy = addmm(ga, gh, blk.w0)
-        else:  # through c tanh(a / c): times 1 - tanh^2
+        else:  # through tanh(a~): times 1 - tanh^2
             gy = torch.addcmul(ga, mm(gh, blk.w0), torch.addcmul(t.one, th, th, value=-1.0))
     g = torch.mm(gy, t.matrix_t)
     if broad is not None:

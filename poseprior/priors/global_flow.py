@@ -431,4 +431,4 @@ class _FusedLogProb(torch.autograd.Function):
             with torch.enable_grad():
                 (g,) = torch.autograd.grad(ctx.plain(x), x, grad, create_graph=True)
             return g, None, None, None, None
-        return grad[:, None, None] * ctx.grad, None, None, None, None
+        return ctx.grad * grad.view(-1, 1, 1), None, None, None, None
