@@ -85,6 +85,10 @@ VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
         "v1": {"noise_std": 0.02, "max_log_scale": 3.0, "conditioner_bound": None, "groups": None},
         **{f"noise={n}": {**_FLOW, "noise_std": n, "groups": None} for n in (0.05, 0.08, 0.12)},
         "noise=0.08,groups=8": {**_FLOW, "noise_std": 0.08, "groups": 8},
+        # whitening by the floored covariance instead of per-value scales
+        "noise=0.08,groups=8,standardize=full": {
+            **_FLOW, "noise_std": 0.08, "groups": 8, "standardize": "full"
+        },
     },
 }
 
