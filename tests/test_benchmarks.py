@@ -51,3 +51,23 @@ def test_matched_naive_flow_keeps_the_global_rng() -> None:
     x = 0.3 * torch.randn(5, 21, 3, generator=torch.Generator().manual_seed(0))
     assert naive.log_prob(x).shape == (5,) and bool(torch.isfinite(naive.log_prob(x)).all())
     assert naive.sample(4, generator=torch.Generator().manual_seed(0)).shape == (4, 21, 3)
+
+
+def test_regularizer_diagnosis_runs_on_a_shipped_checkpoint(tmp_path: Path) -> None:
+    # benchmarks/regularizer_variants.py imports completion.py beside it and fits three times.
+    out = tmp_path / "diagnose.md"
+    env = dict(os.environ, PYTHONPATH=str(BENCHMARKS.parent))
+    subprocess.run(
+        [sys.executable, str(BENCHMARKS / "regularizer_variants.py"), "--diagnose", "gaussian.cmu",
+         "--scenario", "right arm", "--frames", "6", "--threads", "1", "--out", str(out)],
+        check=True, capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+    text = out.read_text()
+    assert text.startswith("gaussian.cmu, hidden right arm, 6 unseen frames")
+    rows = [line.split(" | ") for line in text.splitlines() if line.startswith("|")][2:]  # after the head
+    assert [r[0] for r in rows] == [
+        "| its own solution", "| gaussian.cmu's solution", "| the true pose",
+        "| its fit restarted from gaussian.cmu's",
+    ]  # fmt: skip
+    # The prior is the Gaussian itself: its solution and the reference coincide.
+    assert rows[0][1] == rows[1][1] and rows[0][2].rstrip(" |") == "0.0"
