@@ -303,7 +303,7 @@ def fused_maf_log_prob(
         es = torch.add(blk.log_e, w, alpha=b).exp_()
         y = torch.addcmul(out[:, d:], a, es)
         saved.append((a, th, inner, w, es))
-        acc = w if acc is None else (acc + w if len(saved) == 2 else acc.add_(w))
+        acc = w if acc is None else acc + w
         a = y
     # log N(z) + log|det| = -c^2 |a~|^2 / 2 + b sum(w) + const
     lp = torch.add(t.const, torch.addcmul(acc, a, a, value=-0.5 * t.base_scale / b).sum(-1), alpha=b)
