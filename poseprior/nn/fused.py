@@ -48,7 +48,7 @@ NO_PARTS = FusedParts()
 
 class FusedResidual(NamedTuple):
     """One residual block of a fused MADE: ``h + W2 relu(W1 relu(h) + b1) + b2`` (each W and its
-    transpose)."""
+    transpose, a view: one copy of the weights stays in cache)."""
 
     b1: Tensor
     w1_t: Tensor
@@ -87,7 +87,7 @@ class FusedTensors(NamedTuple):
     """
 
     matrix: Tensor  # (D_in, D): the input map and the first ActNorm, divided by c
-    matrix_t: Tensor
+    matrix_t: Tensor  # its transpose (a view)
     offset: Tensor  # (D,)
     const: Tensor  # 0-d: the normalizing constant and every ActNorm's log-det
     bound_t: Tensor  # 0-d: max_log_scale (an operation's input)
@@ -192,28 +192,18 @@ class FusedMAFDensity:
                     le = torch.zeros(d, dtype=f64, device=device)
                 wt, bt = wt / c, bt / c
                 wout = torch.cat([wu, wt])  # (2D, H): scale rows, then shift rows
-                inner = tuple(
-                    FusedResidual(
-                        *(cast(t) for t in (biases[1 + 2 * i], w1.T, w1, biases[2 + 2 * i], w2.T, w2))
-                    )
-                    for i, (w1, w2) in enumerate(zip(weights[1:-1:2], weights[2:-1:2], strict=False))
-                )
-                blocks.append(
-                    FusedBlock(
-                        cast(biases[0]),
-                        cast(w0.T),
-                        cast(w0),
-                        inner,
-                        cast(torch.cat([bu, bt])),
-                        cast(wout.T),
-                        cast(wout),
-                        cast(le),
-                    )
-                )
+                inner = []
+                for i, (w1, w2) in enumerate(zip(weights[1:-1:2], weights[2:-1:2], strict=False)):
+                    w1, w2 = cast(w1), cast(w2)  # (the transposes are views: no second copy)
+                    b1, b2 = cast(biases[1 + 2 * i]), cast(biases[2 + 2 * i])
+                    inner.append(FusedResidual(b1, w1.T, w1, b2, w2.T, w2))
+                w0, wout, b0, b_out = cast(w0), cast(wout), cast(biases[0]), cast(torch.cat([bu, bt]))
+                blocks.append(FusedBlock(b0, w0.T, w0, tuple(inner), b_out, wout.T, wout, cast(le)))
             scalars = (torch.tensor(v, dtype=dtype, device=device) for v in (const, bound, 1.0))
+            folded = cast(folded)
             self.tensors = FusedTensors(
-                cast(folded),
-                cast(folded.T),
+                folded,
+                folded.T,
                 cast((offset.to(f64) - locs[0]) * (e0 / c)),
                 *scalars,
                 tuple(blocks),
