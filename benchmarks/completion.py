@@ -73,9 +73,14 @@ def prior_specs(names: list[str] | None) -> tuple[list[tuple[str, dict[str, Any]
     return specs, skipped
 
 
+def frame_indices(data: PoseData, n: int) -> Tensor:
+    """The indices of ``n`` evenly spaced frames of ``data`` (all of them if it has fewer)."""
+    return torch.linspace(0, len(data) - 1, min(n, len(data))).round().long()
+
+
 def frames_of(data: PoseData, n: int) -> tuple[Tensor, Tensor, Tensor]:
     """``n`` evenly spaced frames: body pose (n, 21, 3), root orientation (n, 3), translation (n, 3)."""
-    idx = torch.linspace(0, len(data) - 1, min(n, len(data))).round().long()
+    idx = frame_indices(data, n)
     return data.poses_for("body")[idx], data.root_orient[idx], data.trans[idx]
 
 

@@ -64,10 +64,14 @@ def test_regularizer_diagnosis_runs_on_a_shipped_checkpoint(tmp_path: Path) -> N
     )  # fmt: skip
     text = out.read_text()
     assert text.startswith("gaussian.cmu, hidden right arm, 6 unseen frames")
-    rows = [line.split(" | ") for line in text.splitlines() if line.startswith("|")][2:]  # after the head
+    objective, by_file = text.split("\n\n")[1:3]
+    rows = [line.split(" | ") for line in objective.splitlines()][2:]  # after the head
     assert [r[0] for r in rows] == [
         "| its own solution", "| gaussian.cmu's solution", "| the true pose",
         "| its fit restarted from gaussian.cmu's",
     ]  # fmt: skip
     # The prior is the Gaussian itself: its solution and the reference coincide.
     assert rows[0][1] == rows[1][1] and rows[0][2].rstrip(" |") == "0.0"
+    files = [line.split(" | ") for line in by_file.splitlines()][2:]
+    assert sum(int(r[1]) for r in files) == 6  # every frame in its file's row
+    assert all(r[3].rstrip(" |") in ("+0.0", "-0.0") for r in files)  # the Gaussian against itself
