@@ -106,8 +106,8 @@ def variants_table(rows: list[dict[str, Any]]) -> str:
 def diagnose(name: str, scenario: str, frames: int, seed: int) -> str:
     """Objective of ``name`` at its own solution, the Gaussian's and the truth, on unseen frames."""
     prior, gauss = poseprior.load_pretrained(name), poseprior.load_pretrained("gaussian.cmu")
-    data = load_bundled("unseen")
-    pose, root, trans = frames_of(data, frames)
+    unseen = load_bundled("unseen")
+    pose, root, trans = frames_of(unseen, frames)
     truth = forward_kinematics(pose, root, trans)
     hidden = torch.tensor([j in SCENARIOS[scenario] for j in SKELETON_JOINTS])
     gen = torch.Generator().manual_seed(seed)
@@ -148,14 +148,14 @@ def diagnose(name: str, scenario: str, frames: int, seed: int) -> str:
         above = 100 * float((value > base).double().mean())
         lines.append(f"| {label} | {float(value.mean()):.3e} | {above:.1f} |")
     # Where the difference comes from: the unseen files (one subject's trials each).
-    files = data.file_index[frame_indices(data, frames)]
+    files = unseen.file_index[frame_indices(unseen, frames)]
     mine, theirs = frame_errors(own), frame_errors(ref)
     head = "| file | frames | hidden MPJPE: gaussian.cmu / this prior (mm) | difference (mm) |"
     lines += ["", head, "|---|---|---|---|"]
     for f in files.unique().tolist():
         m = files == f
         a, b = float(theirs[m].mean()), float(mine[m].mean())
-        lines.append(f"| {Path(data.files[f]).name} | {int(m.sum())} | {a:.1f} / {b:.1f} | {b - a:+.1f} |")
+        lines.append(f"| {Path(unseen.files[f]).name} | {int(m.sum())} | {a:.1f} / {b:.1f} | {b - a:+.1f} |")
     return "\n".join(lines)
 
 
