@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from types import ModuleType
 
 import torch
 
+from poseprior.priors.global_flow import GlobalFlowPrior
 from poseprior.priors.joint_flow import JointFlowPrior
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
@@ -75,3 +77,21 @@ def test_regularizer_diagnosis_runs_on_a_shipped_checkpoint(tmp_path: Path) -> N
     files = [line.split(" | ") for line in by_file.splitlines()][2:]
     assert sum(int(r[1]) for r in files) == 6  # every frame in its file's row
     assert all(r[3].rstrip(" |") in ("+0.0", "-0.0") for r in files)  # the Gaussian against itself
+
+
+def test_tuning_rule_on_the_stored_global_flow_results() -> None:
+    # benchmarks/tune_defaults.py's rule applied to docs/tune/global_flow.json: it picks the shipped
+    # defaults, and says so (rather than crashing) when no setting meets it.
+    spec = importlib.util.spec_from_file_location("tune_defaults", BENCHMARKS / "tune_defaults.py")
+    tune = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tune)
+    stored = json.loads((BENCHMARKS.parent / "docs" / "tune" / "global_flow.json").read_text())
+    results = tune.with_margins("global_flow", stored)
+    chosen = tune.choose(results)
+    prior = GlobalFlowPrior()
+    kwargs = results[chosen["variant"]]["kwargs"]
+    assert all(getattr(prior, k) == v for k, v in kwargs.items())
+    assert (chosen["broad_weight"], chosen["broad_scale"]) == (prior.broad_weight, prior.broad_scale)
+    narrow = {k: v for k, v in results.items() if v["kwargs"].get("hidden_features") == 64}
+    assert narrow and tune.choose(narrow) is None  # every row beyond the 0.05% tail cap
+    assert "no setting of global_flow here meets the rule" in tune.render("global_flow", narrow)
