@@ -90,7 +90,10 @@ VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
             **_FLOW, "noise_std": 0.08, "groups": 8, "standardize": "full"
         },
         # narrower MADEs: fewer operations' worth of arithmetic per regularizer step
-        "noise=0.08,groups=8,hidden=64": {**_FLOW, "noise_std": 0.08, "groups": 8, "hidden_features": 64},
+        **{
+            f"noise=0.08,groups=8,hidden={h}": {**_FLOW, "noise_std": 0.08, "groups": 8, "hidden_features": h}
+            for h in (64, 96, 128)
+        },
         "noise=0.08,groups=8,hidden=64,standardize=full": {
             **_FLOW, "noise_std": 0.08, "groups": 8, "hidden_features": 64, "standardize": "full"
         },
