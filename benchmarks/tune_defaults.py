@@ -94,6 +94,13 @@ VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
             f"noise=0.08,groups=8,hidden={h}": {**_FLOW, "noise_std": 0.08, "groups": 8, "hidden_features": h}
             for h in (64, 96, 128)
         },
+        # 128 wide with tighter tails (bounded log-scales, or MADE inputs clamped nearer)
+        "noise=0.08,groups=8,hidden=128,max_log_scale=0.75": {
+            **_FLOW, "noise_std": 0.08, "groups": 8, "hidden_features": 128, "max_log_scale": 0.75
+        },
+        "noise=0.08,groups=8,hidden=128,conditioner_bound=2": {
+            **_FLOW, "noise_std": 0.08, "groups": 8, "hidden_features": 128, "conditioner_bound": 2.0
+        },
         "noise=0.08,groups=8,hidden=64,standardize=full": {
             **_FLOW, "noise_std": 0.08, "groups": 8, "hidden_features": 64, "standardize": "full"
         },
