@@ -98,8 +98,15 @@ VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
         "noise=0.08,groups=8,hidden=128,max_log_scale=0.75": {
             **_FLOW, "noise_std": 0.08, "groups": 8, "hidden_features": 128, "max_log_scale": 0.75
         },
-        "noise=0.08,groups=8,hidden=128,conditioner_bound=2": {
-            **_FLOW, "noise_std": 0.08, "groups": 8, "hidden_features": 128, "conditioner_bound": 2.0
+        **{
+            f"noise=0.08,groups=8,hidden=128,conditioner_bound={b:g}": {
+                **_FLOW, "noise_std": 0.08, "groups": 8, "hidden_features": 128, "conditioner_bound": b
+            }
+            for b in (2.0, 1.5)
+        },
+        "noise=0.08,groups=8,hidden=128,conditioner_bound=2,max_log_scale=0.9": {
+            **_FLOW, "noise_std": 0.08, "groups": 8, "hidden_features": 128,
+            "conditioner_bound": 2.0, "max_log_scale": 0.9,
         },
         "noise=0.08,groups=8,hidden=64,standardize=full": {
             **_FLOW, "noise_std": 0.08, "groups": 8, "hidden_features": 64, "standardize": "full"
