@@ -125,9 +125,7 @@ def diagnose(name: str, scenario: str, frames: int, seed: int) -> str:
     def frame_errors(res: Any) -> torch.Tensor:
         return 1000 * torch.linalg.vector_norm(res.joints - truth, dim=-1)[:, hidden].mean(-1)
 
-    def error(res: Any) -> float:
-        return float(frame_errors(res).mean())
-
+    mine, theirs, restarted = frame_errors(own), frame_errors(ref), frame_errors(restart)
     at = {
         "its own solution": objective(own.body_pose, own.root_orient, own.trans),
         "gaussian.cmu's solution": objective(ref.body_pose, ref.root_orient, ref.trans),
@@ -138,8 +136,9 @@ def diagnose(name: str, scenario: str, frames: int, seed: int) -> str:
     }
     base = at["its own solution"]
     lines = [
-        f"{name}, hidden {scenario}, {len(pose)} unseen frames: hidden-joint MPJPE {error(own):.1f} mm "
-        f"(gaussian.cmu {error(ref):.1f} mm; restarted from gaussian.cmu's solution {error(restart):.1f} mm)",
+        f"{name}, hidden {scenario}, {len(pose)} unseen frames: hidden-joint MPJPE "
+        f"{float(mine.mean()):.1f} mm (gaussian.cmu {float(theirs.mean()):.1f} mm; "
+        f"restarted from gaussian.cmu's solution {float(restarted.mean()):.1f} mm)",
         "",
         "| objective of the prior at | mean | frames where it is above its own solution's (%) |",
         "|---|---|---|",
@@ -149,7 +148,6 @@ def diagnose(name: str, scenario: str, frames: int, seed: int) -> str:
         lines.append(f"| {label} | {float(value.mean()):.3e} | {above:.1f} |")
     # Where the difference comes from: the unseen files (one subject's trials each).
     files = unseen.file_index[frame_indices(unseen, frames)]
-    mine, theirs = frame_errors(own), frame_errors(ref)
     head = "| file | frames | hidden MPJPE: gaussian.cmu / this prior (mm) | difference (mm) |"
     lines += ["", head, "|---|---|---|---|"]
     for f in files.unique().tolist():

@@ -64,6 +64,8 @@ MAX_PCT_PI = 0.05
 MAX_BROAD_WEIGHT = 0.05
 MIN_MARGIN = 3.0
 _FLOW = {"max_log_scale": 1.0, "conditioner_bound": 3.0}
+_GROUPED = {**_FLOW, "noise_std": 0.08, "groups": 8}  # global_flow's defaults
+_GROUPED_128 = {**_GROUPED, "hidden_features": 128}
 VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
     # shrinkage=0: the covariance as estimated (the default shrinks it by 0.2 toward its diagonal)
     "gaussian": {f"min_std={m},shrinkage=0": {"min_std": m, "shrinkage": 0.0} for m in (0.02, 0.05, 0.1)}
@@ -84,32 +86,24 @@ VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
         # the 0.1.0 architecture: unbounded conditioners, log-scales up to 3, noise 0.02, no groups
         "v1": {"noise_std": 0.02, "max_log_scale": 3.0, "conditioner_bound": None, "groups": None},
         **{f"noise={n}": {**_FLOW, "noise_std": n, "groups": None} for n in (0.05, 0.08, 0.12)},
-        "noise=0.08,groups=8": {**_FLOW, "noise_std": 0.08, "groups": 8},
+        "noise=0.08,groups=8": dict(_GROUPED),
         # whitening by the floored covariance instead of per-value scales
-        "noise=0.08,groups=8,standardize=full": {
-            **_FLOW, "noise_std": 0.08, "groups": 8, "standardize": "full"
-        },
+        "noise=0.08,groups=8,standardize=full": {**_GROUPED, "standardize": "full"},
         # narrower MADEs: fewer operations' worth of arithmetic per regularizer step
-        **{
-            f"noise=0.08,groups=8,hidden={h}": {**_FLOW, "noise_std": 0.08, "groups": 8, "hidden_features": h}
-            for h in (64, 96, 128)
-        },
+        **{f"noise=0.08,groups=8,hidden={h}": {**_GROUPED, "hidden_features": h} for h in (64, 96, 128)},
         # 128 wide with tighter tails (bounded log-scales, or MADE inputs clamped nearer)
-        "noise=0.08,groups=8,hidden=128,max_log_scale=0.75": {
-            **_FLOW, "noise_std": 0.08, "groups": 8, "hidden_features": 128, "max_log_scale": 0.75
-        },
+        "noise=0.08,groups=8,hidden=128,max_log_scale=0.75": {**_GROUPED_128, "max_log_scale": 0.75},
         **{
             f"noise=0.08,groups=8,hidden=128,conditioner_bound={b:g}": {
-                **_FLOW, "noise_std": 0.08, "groups": 8, "hidden_features": 128, "conditioner_bound": b
+                **_GROUPED_128, "conditioner_bound": b
             }
             for b in (2.0, 1.5)
         },
         "noise=0.08,groups=8,hidden=128,conditioner_bound=2,max_log_scale=0.9": {
-            **_FLOW, "noise_std": 0.08, "groups": 8, "hidden_features": 128,
-            "conditioner_bound": 2.0, "max_log_scale": 0.9,
+            **_GROUPED_128, "conditioner_bound": 2.0, "max_log_scale": 0.9
         },
         "noise=0.08,groups=8,hidden=64,standardize=full": {
-            **_FLOW, "noise_std": 0.08, "groups": 8, "hidden_features": 64, "standardize": "full"
+            **_GROUPED, "hidden_features": 64, "standardize": "full"
         },
     },
 }

@@ -18,9 +18,9 @@ from poseprior.priors.joint_flow import JointFlowPrior
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
-def _reference() -> ModuleType:
-    """benchmarks/_reference.py, loaded from its file (benchmarks/ is not a package)."""
-    spec = importlib.util.spec_from_file_location("_reference", BENCHMARKS / "_reference.py")
+def _load(stem: str) -> ModuleType:
+    """benchmarks/<stem>.py, loaded from its file (benchmarks/ is not a package)."""
+    spec = importlib.util.spec_from_file_location(stem, BENCHMARKS / f"{stem}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -39,7 +39,7 @@ def test_the_naive_reference_lives_in_benchmarks_not_in_the_library() -> None:
 
 
 def test_matched_naive_flow_keeps_the_global_rng() -> None:
-    ref = _reference()
+    ref = _load("_reference")
     prior = JointFlowPrior("body")
     state = torch.random.get_rng_state()
     naive = ref.matched_naive_flow(prior.layout.parents, ref.parameter_count(prior))
@@ -82,9 +82,7 @@ def test_regularizer_diagnosis_runs_on_a_shipped_checkpoint(tmp_path: Path) -> N
 def test_tuning_rule_on_the_stored_global_flow_results() -> None:
     # benchmarks/tune_defaults.py's rule applied to docs/tune/global_flow.json: it picks the shipped
     # defaults, and says so (rather than crashing) when no setting meets it.
-    spec = importlib.util.spec_from_file_location("tune_defaults", BENCHMARKS / "tune_defaults.py")
-    tune = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tune)
+    tune = _load("tune_defaults")
     stored = json.loads((BENCHMARKS.parent / "docs" / "tune" / "global_flow.json").read_text())
     results = tune.with_margins("global_flow", stored)
     chosen = tune.choose(results)
