@@ -39,24 +39,37 @@ from poseprior.evaluation import fit_prior, hold_out_files
 from poseprior.fitting import DEFAULT_WEIGHT, fit_to_joints
 from poseprior.kinematics import SKELETON_JOINTS, forward_kinematics
 
+_WIDE = {"hidden_features": 205, "conditioner_bound": 3.0, "max_log_scale": 1.0}
+"""global_flow's architecture before the 128-wide defaults: every row of ``docs/completion.md``'s
+table of variants was measured with it, so the variants below pin it."""
 VARIANTS: dict[str, dict[str, Any]] = {
-    "noise=0.08 (default)": {},
-    "noise=0.14": {"noise_std": 0.14},
-    "noise=0.2": {"noise_std": 0.2},
-    "noise=0.14,broad_weight=0.2": {"noise_std": 0.14, "broad_weight": 0.2},
-    "full": {"standardize": "full"},
-    "full,noise=0.14": {"standardize": "full", "noise_std": 0.14},
-    "full,seed=1": {"standardize": "full", "seed": 1},
-    # smaller flows (the default is 3 blocks of a 205-wide MADE with one residual block)
-    "hidden=64": {"hidden_features": 64},
-    "hidden=32,blocks=2": {"hidden_features": 32, "blocks": 2},
-    "full,hidden=128": {"standardize": "full", "hidden_features": 128},
-    "full,hidden=64": {"standardize": "full", "hidden_features": 64},
-    "full,hidden=64,seed=1": {"standardize": "full", "hidden_features": 64, "seed": 1},
-    "full,hidden=64,seed=2": {"standardize": "full", "hidden_features": 64, "seed": 2},
-    "full,hidden=64,noise=0.14": {"standardize": "full", "hidden_features": 64, "noise_std": 0.14},
-    "full,hidden=64,residual_blocks=0": {"standardize": "full", "hidden_features": 64, "residual_blocks": 0},
-    "full,hidden=32,blocks=2": {"standardize": "full", "hidden_features": 32, "blocks": 2},
+    "default (128 wide, conditioner_bound=2, max_log_scale=0.9)": {},
+    **{
+        name: {**_WIDE, **kwargs}
+        for name, kwargs in {
+            "noise=0.08 (205 wide, the earlier default)": {},
+            "noise=0.14": {"noise_std": 0.14},
+            "noise=0.2": {"noise_std": 0.2},
+            "noise=0.14,broad_weight=0.2": {"noise_std": 0.14, "broad_weight": 0.2},
+            "full": {"standardize": "full"},
+            "full,noise=0.14": {"standardize": "full", "noise_std": 0.14},
+            "full,seed=1": {"standardize": "full", "seed": 1},
+            # smaller flows
+            "hidden=64": {"hidden_features": 64},
+            "hidden=32,blocks=2": {"hidden_features": 32, "blocks": 2},
+            "full,hidden=128": {"standardize": "full", "hidden_features": 128},
+            "full,hidden=64": {"standardize": "full", "hidden_features": 64},
+            "full,hidden=64,seed=1": {"standardize": "full", "hidden_features": 64, "seed": 1},
+            "full,hidden=64,seed=2": {"standardize": "full", "hidden_features": 64, "seed": 2},
+            "full,hidden=64,noise=0.14": {"standardize": "full", "hidden_features": 64, "noise_std": 0.14},
+            "full,hidden=64,residual_blocks=0": {
+                "standardize": "full",
+                "hidden_features": 64,
+                "residual_blocks": 0,
+            },
+            "full,hidden=32,blocks=2": {"standardize": "full", "hidden_features": 32, "blocks": 2},
+        }.items()
+    },
 }
 NOISE = 0.01  # metres, per axis
 STEPS = 200
