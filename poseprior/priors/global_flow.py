@@ -39,7 +39,7 @@ class GlobalFlowPrior(PosePrior):
     :math:`f` is ``blocks`` times ActNorm -> affine MAF (or coupling) layer -> fixed permutation,
     built with ``nflows.transforms`` (see :mod:`poseprior.nn.flows`), so the density captures
     correlations between all joints. The default is 3 blocks, each MADE with one residual block of
-    width 205 (about 330K parameters for the 41 learned values of the bundled data). The anatomical
+    width 128 (about 147K parameters for the 41 learned values of the bundled data). The anatomical
     values and the broad component are the base class's (see :class:`~poseprior.PosePrior`).
 
     **Built to stay right away from its data** (``docs/generalization.md`` has the measurements):
@@ -51,8 +51,8 @@ class GlobalFlowPrior(PosePrior):
       of at least ``noise_std``, and motion the capture system or the retargeting never produced
       costs a few nats, not thousands. ``fit`` also trains on the mirror images of the poses.
     - *Bounded layers*: each layer's log-scale is soft-clamped to :math:`\pm` ``max_log_scale``
-      (default 1), and the MADEs see their inputs soft-clamped to :math:`\pm` ``conditioner_bound``
-      standard units (default 3), so every layer's scale and shift are bounded functions of the
+      (default 0.9), and the MADEs see their inputs soft-clamped to :math:`\pm` ``conditioner_bound``
+      standard units (default 2), so every layer's scale and shift are bounded functions of the
       pose. Far from the data each layer is an affine map with bounded coefficients: the density
       has Gaussian tails (log p falls along every ray away from the data), ``log_prob`` and its
       gradients stay finite for any accepted pose, and sampling cannot run away (the unbounded
@@ -118,10 +118,10 @@ class GlobalFlowPrior(PosePrior):
         broad_weight: See :class:`~poseprior.PosePrior` (the broad component).
         broad_scale: See :class:`~poseprior.PosePrior`.
 
-    The defaults (``noise_std=0.08``, ``max_log_scale=1``, ``conditioner_bound=3``, ``groups=8``,
-    a broad component of weight 0.05 and scale 1) were chosen on motion the prior was not trained
-    on, under the constraint of honest tails (``benchmarks/tune_defaults.py``,
-    ``docs/generalization.md``).
+    The defaults (``hidden_features=128``, ``noise_std=0.08``, ``max_log_scale=0.9``,
+    ``conditioner_bound=2``, ``groups=8``, a broad component of weight 0.05 and scale 1) were
+    chosen on motion the prior was not trained on, under the constraint of honest tails
+    (``benchmarks/tune_defaults.py``, ``docs/generalization.md``).
 
     Example:
         >>> prior = GlobalFlowPrior("left_hand", blocks=1, hidden_features=8)
@@ -144,7 +144,7 @@ class GlobalFlowPrior(PosePrior):
         self,
         layout: str | JointLayout = "body",
         blocks: int = 3,
-        hidden_features: int = 205,
+        hidden_features: int = 128,
         residual_blocks: int = 1,
         transform: Literal["maf", "coupling"] = "maf",
         permutation: Literal["random", "reverse"] = "random",
@@ -152,9 +152,9 @@ class GlobalFlowPrior(PosePrior):
         seed: int = 0,
         min_std: float = 0.02,
         noise_std: float = 0.08,
-        max_log_scale: float = 1.0,
+        max_log_scale: float = 0.9,
         actnorm_eps: float = 1e-4,
-        conditioner_bound: float | None = 3.0,
+        conditioner_bound: float | None = 2.0,
         groups: int | None = 8,
         *,
         exclude: Sequence[int] | None = None,
