@@ -77,6 +77,7 @@ VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
         for m in (0.02, 0.05)
         for k in (0.2, 0.3, 0.4, 0.6)
     }
+    | {f"min_std=0.02,shrinkage={k}": {"min_std": 0.02, "shrinkage": k} for k in (0.25, 0.35)}
     | {"diagonal": {"covariance": "diagonal"}},
     "joint_flow": {f"min_std={m}": {"min_std": m} for m in (0.02, 0.05, 0.08)},
     "gmm": {f"min_std={m}": {"min_std": m} for m in (0.02, 0.05, 0.1)},
