@@ -47,6 +47,7 @@ table of variants was measured with it, so the variants below pin it."""
 VARIANTS: dict[str, dict[str, Any]] = {
     "default (128 wide, conditioner_bound=2, max_log_scale=0.9)": dict(_DEFAULT),
     **{f"default, seed={s}": {**_DEFAULT, "seed": s} for s in (1, 2)},
+    **{f"default, noise={n}": {**_DEFAULT, "noise_std": n} for n in (0.14, 0.2)},
     **{
         name: {**_WIDE, **kwargs}
         for name, kwargs in {
