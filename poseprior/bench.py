@@ -10,10 +10,10 @@ For each prior, fitted with its defaults on the training split of a data folder:
   precision/recall against validation poses, mean distance to the nearest training pose;
 - **speed** on this machine: ``log_prob`` poses/s at batch 1, 64 and 4096, ``sample`` poses/s,
   regularizer-step latency (``log_prob`` + backward w.r.t. the pose, batch 1), training
-  throughput. Absolute times drift on shared machines, so every speed comes with a reference
-  measured in the same run, ``torch.distributions.MultivariateNormal`` of the same dimension,
-  and the ratio. (``benchmarks/speed_joint_flow.py`` times ``joint_flow`` against a naive
-  per-joint loop of nflows flows.)
+  throughput. Absolute times drift on shared machines, so every speed comes with a reference,
+  ``torch.distributions.MultivariateNormal`` of the same dimension, timed in rounds alternating
+  with the prior's, and the median of the per-round ratios. (``benchmarks/speed_joint_flow.py``
+  times ``joint_flow`` against a naive per-joint loop of nflows flows.)
 
 Results are written to ``--out`` as ``bench.md``, ``bench.json`` and PNG plots.
 """
@@ -37,49 +37,68 @@ from .base import PosePrior
 from .evaluation import Result, bench_specs, evaluate, label, leave_one_group_out, markdown, markdown_table
 
 
+def _once(fn: Callable[[], object], n: int, min_seconds: float) -> float:
+    """Items per second of ``fn`` (which handles ``n`` items), called for at least ``min_seconds``."""
+    count, start = 0, time.perf_counter()
+    while True:
+        fn()
+        count += 1
+        elapsed = time.perf_counter() - start
+        if elapsed >= min_seconds:
+            return count * n / elapsed
+
+
 def _rate(fn: Callable[[], object], n: int, min_seconds: float = 0.3, repeats: int = 3) -> float:
     """Items per second of ``fn`` (which handles ``n`` items), the median of ``repeats`` timings."""
     fn()  # warm-up
-    rates = []
-    for _ in range(repeats):
-        count, start = 0, time.perf_counter()
-        while True:
-            fn()
-            count += 1
-            elapsed = time.perf_counter() - start
-            if elapsed >= min_seconds:
-                break
-        rates.append(count * n / elapsed)
-    return statistics.median(rates)
+    return statistics.median(_once(fn, n, min_seconds) for _ in range(repeats))
+
+
+def _paired(
+    fn: Callable[[], object], ref: Callable[[], object], n: int, seconds: float, rounds: int = 9
+) -> tuple[float, float, float]:
+    """Items per second of ``fn`` and of ``ref`` (each handles ``n`` items), timed in alternating
+    rounds of ``seconds / rounds`` each, and the median of the per-round ratios ``fn / ref``.
+
+    A machine's speed drifts over seconds (other loads, clock changes); timed back to back in
+    one block each, that drift enters the ratio; alternated, both see the same conditions.
+    """
+    fn(), ref()  # warm-up
+    pairs = [(_once(fn, n, seconds / rounds), _once(ref, n, seconds / rounds)) for _ in range(rounds)]
+    a, b = zip(*pairs, strict=True)
+    return statistics.median(a), statistics.median(b), statistics.median(x / y for x, y in pairs)
 
 
 def speed(prior: PosePrior, x: Tensor, *, quick: bool = False) -> dict[str, float]:
-    """Speed figures of ``prior`` on poses ``x`` (N >= 4096 recommended), plus the MVN reference
-    timed in turn with it."""
-    t = 0.1 if quick else 0.3
+    """Speed figures of ``prior`` on poses ``x`` (N >= 4096 recommended), each with the MVN
+    reference timed in alternating rounds with it (see :func:`_paired`): ``ratio_*`` is the median
+    of the per-round ratios, ``prior / reference`` (for latency in ms: >1 is slower)."""
+    t = 0.2 if quick else 0.9  # seconds for each of the prior and the reference, per figure
     out: dict[str, float] = {}
     ref = torch.distributions.MultivariateNormal(torch.zeros(prior.dim), torch.eye(prior.dim))
     flat = x.flatten(1)[:, prior.present].detach()  # the D values in the density
+
+    def paired(key: str, fn: Callable[[], object], ref_fn: Callable[[], object], n: int) -> None:
+        rate, ref_rate, ratio = _paired(fn, ref_fn, n, t, rounds=3 if quick else 9)
+        out[key], out[f"ref_mvn_{key}"], out[f"ratio_{key}"] = rate, ref_rate, ratio
+
     for b in (1, 64, 4096):
         xb, fb = x[:b].detach(), flat[:b]
         with torch.no_grad():
-            out[f"log_prob/s@{b}"] = _rate(lambda xb=xb: prior.log_prob(xb), len(xb), t)
-            out[f"ref_mvn_log_prob/s@{b}"] = _rate(lambda fb=fb: ref.log_prob(fb), len(fb), t)
+            paired(f"log_prob/s@{b}", lambda xb=xb: prior.log_prob(xb), lambda fb=fb: ref.log_prob(fb), b)
     gen = torch.Generator().manual_seed(0)
     n_sample = 512 if quick else 4096
-    sample_repeats = 1 if quick else 3
-    out["sample/s"] = _rate(
-        lambda: prior.sample(n_sample, generator=gen), n_sample, t, repeats=sample_repeats
-    )
-    out["ref_mvn_sample/s"] = _rate(lambda: ref.sample((n_sample,)), n_sample, t)
 
-    x1 = x[:1].detach()
+    def draw() -> Tensor:
+        return prior.sample(n_sample, generator=gen)
+
+    paired("sample/s", draw, lambda: ref.sample((n_sample,)), n_sample)
+
+    x1, f1 = x[:1].detach(), flat[:1]
 
     def reg_step() -> None:
         xi = x1.clone().requires_grad_(True)
         prior.penalty(xi).sum().backward()
-
-    f1 = flat[:1]
 
     def ref_step() -> None:
         fi = f1.clone().requires_grad_(True)
@@ -88,10 +107,13 @@ def speed(prior: PosePrior, x: Tensor, *, quick: bool = False) -> dict[str, floa
     flags = [p.requires_grad for p in prior.parameters()]
     for p in prior.parameters():
         p.requires_grad_(False)  # a regularizer step differentiates w.r.t. the pose only
-    out["reg_step_ms@1"] = 1000.0 / _rate(reg_step, 1, t)
-    out["ref_mvn_reg_step_ms@1"] = 1000.0 / _rate(ref_step, 1, t)
+    paired("reg_steps/s@1", reg_step, ref_step, 1)
     for p, flag in zip(prior.parameters(), flags, strict=False):
         p.requires_grad_(flag)
+    # As latency: milliseconds per step, and the ratio of milliseconds.
+    for prefix in ("", "ref_mvn_"):
+        out[f"{prefix}reg_step_ms@1"] = 1000.0 / out.pop(f"{prefix}reg_steps/s@1")
+    out["ratio_reg_step_ms@1"] = 1.0 / out.pop("ratio_reg_steps/s@1")
 
     params = [p for p in prior.parameters() if p.requires_grad]
     if params and prior.iterative_fit:
@@ -106,12 +128,9 @@ def speed(prior: PosePrior, x: Tensor, *, quick: bool = False) -> dict[str, floa
 
         state = {k: v.clone() for k, v in prior.state_dict().items()}
         prior.train()
-        out["train_poses/s@256"] = _rate(train_step, len(xb), t, repeats=1)
+        out["train_poses/s@256"] = _rate(train_step, len(xb), 0.1 if quick else 0.3, repeats=1)
         prior.load_state_dict(state)
         prior.eval()
-    for k, v in list(out.items()):
-        if k.startswith(("log_prob", "sample", "reg_step")) and f"ref_mvn_{k}" in out:
-            out["ratio_" + k] = v / out[f"ref_mvn_{k}"]
     return out
 
 
@@ -235,6 +254,7 @@ SPEED_COLUMNS = (
     "ratio_log_prob/s@4096",
     "sample/s",
     "reg_step_ms@1",
+    "ref_mvn_reg_step_ms@1",
     "ratio_reg_step_ms@1",
     "train_poses/s@256",
 )
@@ -257,9 +277,11 @@ def _cell(v: Any) -> str:
 def render(rows: Sequence[Result], *, quick: bool = False) -> str:
     """The benchmark report in markdown."""
     ref_note = (
-        "Speed in poses/s on this machine (2 CPU threads); `ratio_*` divides by a "
-        "`torch.distributions.MultivariateNormal` of the same D measured in the same run "
-        "(for latency, the ratio of milliseconds: >1 is slower than the reference)."
+        "Speed in poses/s on this machine (2 CPU threads), medians of 9 rounds; `ratio_*` divides "
+        "by a `torch.distributions.MultivariateNormal` of the same D timed in alternating rounds "
+        "with the prior (the median of the 9 per-round ratios; for latency, the ratio of "
+        "milliseconds: >1 is slower than the reference); `ref_mvn_reg_step_ms@1`: the "
+        "reference's regularizer step."
     )
     first = rows[0].extra if rows else {}
     ceiling = ", ".join(
