@@ -93,3 +93,43 @@ def test_tuning_rule_on_the_stored_global_flow_results() -> None:
     narrow = {k: v for k, v in results.items() if v["kwargs"].get("hidden_features") == 64}
     assert narrow and tune.choose(narrow) is None  # every row beyond the 0.05% tail cap
     assert "no setting of global_flow here meets the rule" in tune.render("global_flow", narrow)
+
+
+def test_conditional_completion_against_a_gaussian_in_closed_form() -> None:
+    # benchmarks/conditional_completion.py's free rotations, conditional mode and importance-sampled
+    # conditional mean, checked on a correlated Gaussian whose conditionals are known exactly.
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        cc = _load("conditional_completion")
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    left_leg = cc.free_values({"left_hip", "left_knee", "left_ankle", "left_foot"})
+    assert left_leg == [0, 1, 2, 9, 10, 11, 18, 19, 20]  # left hip, knee, ankle: not the foot (a leaf)
+    right_arm = cc.free_values({"right_shoulder", "right_elbow", "right_wrist"})
+    assert right_arm == [39, 40, 41, 48, 49, 50, 54, 55, 56]  # right collar, shoulder, elbow
+
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randn(63, 63, generator=gen, dtype=torch.float64) / 8
+    cov = a @ a.T + 0.05 * torch.eye(63, dtype=torch.float64)
+    mean = torch.randn(63, generator=gen, dtype=torch.float64) / 4
+    mvn = torch.distributions.MultivariateNormal(mean, cov)
+    gain, cond = cc.linear_conditional(mean, cov, left_leg)
+    x = mvn.sample((3,))
+    exact = mean[left_leg] + (x - mean) @ gain.T  # (3, F)
+    assert torch.allclose(gain[:, left_leg], torch.zeros(9, 9, dtype=torch.float64))
+
+    mode = cc.conditional_mode(mvn.log_prob, x, left_leg, torch.zeros(3, 9, dtype=torch.float64))
+    assert torch.allclose(mode[:, left_leg], exact, atol=1e-5)
+    others = [i for i in range(63) if i not in left_leg]
+    assert torch.equal(mode[:, others], x[:, others])
+
+    # Started half a standard deviation off with a too-wide proposal, the adaptive rounds still
+    # find the mean, to a tenth of a standard deviation (about 3 standard errors at this ESS).
+    tril, std = torch.linalg.cholesky(4.0 * cond), cond.diagonal().sqrt()
+    for i in range(3):
+        est, ess = cc.conditional_mean(
+            mvn.log_prob, x[i], left_leg, exact[i] + 0.5 * std, tril, lambda v: v[:, left_leg],
+            samples=4096, rounds=4, generator=gen,
+        )  # fmt: skip
+        assert ess > 1000
+        assert ((est - exact[i]).abs() < 0.1 * std).all()
