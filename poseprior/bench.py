@@ -85,7 +85,8 @@ def speed(prior: PosePrior, x: Tensor, *, quick: bool = False) -> dict[str, floa
     for b in (1, 64, 4096):
         xb, fb = x[:b].detach(), flat[:b]
         with torch.no_grad():
-            paired(f"log_prob/s@{b}", lambda xb=xb: prior.log_prob(xb), lambda fb=fb: ref.log_prob(fb), b)
+            n = len(xb)  # (fewer than b if x is short)
+            paired(f"log_prob/s@{b}", lambda xb=xb: prior.log_prob(xb), lambda fb=fb: ref.log_prob(fb), n)
     gen = torch.Generator().manual_seed(0)
     n_sample = 512 if quick else 4096
 
