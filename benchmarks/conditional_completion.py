@@ -36,7 +36,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from completion import SCENARIOS, frames_of
+from completion import SCENARIOS, _paired, frames_of
 from torch import Tensor
 
 import poseprior
@@ -64,7 +64,8 @@ def free_values(hidden: set[str]) -> list[int]:
 def linear_conditional(mean: Tensor, cov: Tensor, free: list[int]) -> tuple[Tensor, Tensor]:
     """The (F, 63) gain ``K`` and (F, F) covariance of the Gaussian conditional of the ``free``
     values given the others: mean ``mean[free] + (x[other] - mean[other]) @ K[:, other].T``."""
-    other = [i for i in range(len(mean)) if i not in set(free)]
+    chosen = set(free)
+    other = [i for i in range(len(mean)) if i not in chosen]
     gain = torch.linalg.solve(cov[other][:, other], cov[other][:, free]).T  # (F, O)
     cond = cov[free][:, free] - gain @ cov[other][:, free]
     full = gain.new_zeros(len(free), len(mean))
@@ -114,12 +115,12 @@ def conditional_mean(
     loc, tril = start, scale_tril
     k = samples // 10
     for r in range(rounds):
-        main = torch.distributions.MultivariateNormal(loc, scale_tril=tril)
+        adapted = torch.distributions.MultivariateNormal(loc, scale_tril=tril)
         h = torch.cat([
             loc + torch.randn(samples - k, f, generator=generator, dtype=dt) @ tril.T,
             start + torch.randn(k, f, generator=generator, dtype=dt) @ (2.0 * scale_tril).T,
         ])  # fmt: skip
-        log_q = torch.logaddexp(main.log_prob(h) + math.log(0.9), wide.log_prob(h) + math.log(0.1))
+        log_q = torch.logaddexp(adapted.log_prob(h) + math.log(0.9), wide.log_prob(h) + math.log(0.1))
         xs = x.expand(samples, -1).clone()
         xs[:, free] = h
         with torch.no_grad():
@@ -133,9 +134,10 @@ def conditional_mean(
     return torch.tensordot(w, value, dims=1), ess
 
 
-def _paired(a: Tensor, b: Tensor) -> str:
-    d = 1000 * (a - b)
-    return f"{float(d.mean()):+.1f} ± {2 * float(d.std()) / math.sqrt(len(d)):.1f}"
+def _diff(a: Tensor, b: Tensor) -> str:
+    """``a - b`` per frame (metres in) as "mean ± 2 s.e." in mm (``completion._paired``)."""
+    mean, err = _paired(a, b)
+    return f"{mean:+.1f} ± {err:.1f}"
 
 
 def _hidden_error(poses: Tensor, root: Tensor, trans: Tensor, truth: Tensor, hidden: Tensor) -> Tensor:
@@ -221,13 +223,13 @@ def main(argv: list[str] | None = None) -> int:
             q = ess.quantile(torch.tensor([0.5, 0.1], dtype=torch.float64))
             base = mode_err if base is None else base
             print(f"| {scenario} | {name} | {1000 * mode_err.mean():.1f} | {1000 * mean_err.mean():.1f} | "
-                  f"{q[0]:.0f} / {q[1]:.0f} | {_paired(mean_err, mode_err)} | {_paired(mode_err, base)} | "
-                  f"{_paired(mean_err, base)} |", flush=True)  # fmt: skip
+                  f"{q[0]:.0f} / {q[1]:.0f} | {_diff(mean_err, mode_err)} | {_diff(mode_err, base)} | "
+                  f"{_diff(mean_err, base)} |", flush=True)  # fmt: skip
         lin = x.clone()
         lin[:, free] = linear
         lin_err = _hidden_error(lin, root, trans, truth, hidden)
         print(f"| {scenario} | linear-Gaussian conditional mean of the training rotations | – | "
-              f"{1000 * lin_err.mean():.1f} | – | – | – | {_paired(lin_err, base)} |",
+              f"{1000 * lin_err.mean():.1f} | – | – | – | {_diff(lin_err, base)} |",
               flush=True)  # fmt: skip
     return 0
 
