@@ -78,9 +78,10 @@ def speed(prior: PosePrior, x: Tensor, *, quick: bool = False) -> dict[str, floa
     ref = torch.distributions.MultivariateNormal(torch.zeros(prior.dim), torch.eye(prior.dim))
     flat = x.flatten(1)[:, prior.present].detach()  # the D values in the density
 
+    rounds = 3 if quick else 9
+
     def paired(key: str, fn: Callable[[], object], ref_fn: Callable[[], object], n: int) -> None:
-        rate, ref_rate, ratio = _paired(fn, ref_fn, n, t, rounds=3 if quick else 9)
-        out[key], out[f"ref_mvn_{key}"], out[f"ratio_{key}"] = rate, ref_rate, ratio
+        out[key], out[f"ref_mvn_{key}"], out[f"ratio_{key}"] = _paired(fn, ref_fn, n, t, rounds)
 
     for b in (1, 64, 4096):
         xb, fb = x[:b].detach(), flat[:b]
@@ -108,13 +109,12 @@ def speed(prior: PosePrior, x: Tensor, *, quick: bool = False) -> dict[str, floa
     flags = [p.requires_grad for p in prior.parameters()]
     for p in prior.parameters():
         p.requires_grad_(False)  # a regularizer step differentiates w.r.t. the pose only
-    paired("reg_steps/s@1", reg_step, ref_step, 1)
+    steps, ref_steps, ratio = _paired(reg_step, ref_step, 1, t, rounds)
     for p, flag in zip(prior.parameters(), flags, strict=False):
         p.requires_grad_(flag)
     # As latency: milliseconds per step, and the ratio of milliseconds.
-    for prefix in ("", "ref_mvn_"):
-        out[f"{prefix}reg_step_ms@1"] = 1000.0 / out.pop(f"{prefix}reg_steps/s@1")
-    out["ratio_reg_step_ms@1"] = 1.0 / out.pop("ratio_reg_steps/s@1")
+    out["reg_step_ms@1"], out["ref_mvn_reg_step_ms@1"] = 1000.0 / steps, 1000.0 / ref_steps
+    out["ratio_reg_step_ms@1"] = 1.0 / ratio
 
     params = [p for p in prior.parameters() if p.requires_grad]
     if params and prior.iterative_fit:
