@@ -28,3 +28,11 @@ def rand(shape: Sequence[int], generator: torch.Generator | None, like: Tensor) 
     """Uniform draws in :math:`[0, 1)` with ``like``'s dtype, on ``like``'s device."""
     out = torch.rand(tuple(shape), generator=generator, dtype=like.dtype, device=_device(generator, like))
     return out.to(like.device)
+
+
+def randint(
+    high: int, shape: Sequence[int], generator: torch.Generator | None, device: torch.device
+) -> Tensor:
+    """Uniform integers in :math:`[0, high)` (int64), drawn on the generator's device, moved to ``device``."""
+    where = device if generator is None else generator.device
+    return torch.randint(high, tuple(shape), generator=generator, device=where).to(device)

@@ -18,6 +18,7 @@ from poseprior.formats.adapters import (
     smplx53_to_smplx,
     smplx_to_smplh,
     smplx_to_smplx53,
+    swap_limbs,
     to_layout,
     to_prior,
     unflatten,
@@ -250,3 +251,30 @@ def test_to_prior_errors() -> None:
         to_prior(torch.zeros(2, 52, 3), prior)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match=r"expected a prior with a .layout JointLayout, got str"):
         to_prior(torch.zeros(2, 55, 3), "gaussian")  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------------------------- limb swaps
+def test_swap_limbs_moves_one_whole_limb_from_another_pose(gen: torch.Generator) -> None:
+    layout = LAYOUTS["body"]
+    x = torch.randn(64, 21, 3, generator=gen, dtype=torch.float64)
+    before = x.clone()
+    y = swap_limbs(x, "body", 1.0, torch.Generator().manual_seed(3))
+    assert torch.equal(x, before)  # the input is left as it was
+    chains = layout.chains()
+    for i in range(len(x)):
+        changed = (y[i] != x[i]).any(-1).nonzero().flatten().tolist()
+        assert changed in [sorted(c) for c in chains], changed  # exactly one whole limb
+        donors = [k for k in range(len(x)) if k != i and torch.equal(y[i, changed], x[k, changed])]
+        assert donors  # ... taken from another pose of the batch
+    assert torch.equal(swap_limbs(x, "body", 0.0, gen), x)
+    again = swap_limbs(x, "body", 1.0, torch.Generator().manual_seed(3))
+    assert torch.equal(again, y)  # the generator drives every draw
+    half = swap_limbs(x, "body", 0.5, torch.Generator().manual_seed(4))
+    assert 0 < int((half != x).any(-1).any(-1).sum()) < len(x)
+
+
+def test_swap_limbs_rejects_bad_input(gen: torch.Generator) -> None:
+    with pytest.raises(ShapeError, match=r"expected poses with shape \(N, 21, 3\).*got \(4, 63\)"):
+        swap_limbs(torch.zeros(4, 63), "body", 0.5, gen)
+    with pytest.raises(ValueError, match=r"p must be a probability in \[0, 1\], got 1.5"):
+        swap_limbs(torch.zeros(4, 21, 3), "body", 1.5, gen)

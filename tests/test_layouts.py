@@ -133,3 +133,26 @@ def test_layout_constructor_validates() -> None:
         JointLayout("bad", ("a", "a"), (-1, 0))
     with pytest.raises(ValueError, match="2 joint names but 1 parents"):
         JointLayout("bad", ("a", "b"), (-1,))
+
+
+def test_chains_are_the_limbs_and_cover_every_joint_once() -> None:
+    body = LAYOUTS["body"]
+    named = [[body.joints[j] for j in c] for c in body.chains()]
+    assert named == [
+        ["left_hip", "left_knee", "left_ankle", "left_foot"],
+        ["right_hip", "right_knee", "right_ankle", "right_foot"],
+        ["spine1", "spine2", "spine3"],
+        ["neck", "head"],
+        ["left_collar", "left_shoulder", "left_elbow", "left_wrist"],
+        ["right_collar", "right_shoulder", "right_elbow", "right_wrist"],
+    ]
+    for name in sorted(LAYOUTS):
+        layout = LAYOUTS[name]
+        flat = sorted(j for c in layout.chains() for j in c)
+        assert flat == list(range(len(layout))), name
+        for chain in layout.chains():  # each link's parent is the previous joint of its chain
+            assert all(layout.parents[b] == a for a, b in zip(chain, chain[1:], strict=False)), name
+    hand = LAYOUTS["mano_left"]
+    first = [hand.joints[j] for j in hand.chains()[0]]
+    assert first == ["left_index1", "left_index2", "left_index3"]
+    assert len(hand.chains()) == 5

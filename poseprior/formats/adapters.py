@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Literal
 import torch
 from torch import Tensor
 
+from .._rng import rand, randint
 from ..errors import ShapeError
 from .layouts import HAND_JOINT_NAMES, JointLayout, get_layout
 
@@ -453,6 +454,47 @@ def mirror_pose(x: Tensor, layout: str | JointLayout) -> Tensor:
         )
     sign = torch.tensor([1.0, -1.0, -1.0], dtype=x.dtype, device=x.device)
     return x[..., order, :] * sign
+
+
+def swap_limbs(
+    x: Tensor, layout: str | JointLayout, p: float, generator: torch.Generator | None = None
+) -> Tensor:
+    r"""Training augmentation: each pose, with probability ``p``, takes one limb from another pose.
+
+    For every pose of the batch, with probability ``p``, one limb (a chain of
+    :meth:`~poseprior.formats.JointLayout.chains`, drawn uniformly) gets the rotations of the same
+    limb of another pose of the batch (drawn uniformly). The result shows each limb in the poses
+    the data holds, in combinations the data may not: a density trained on it generalizes to
+    people who hold one limb differently from the training subjects (``docs/generalization.md``).
+
+    Arguments:
+        x: Axis-angle poses with shape :math:`(N, J, 3)`, ``J`` the joints of ``layout``.
+        layout: Their layout.
+        p: Probability in :math:`[0, 1]` that a pose gets a limb of another.
+        generator: Drives every draw (on its device; see :mod:`poseprior._rng`).
+
+    Returns:
+        A new tensor with shape :math:`(N, J, 3)`; ``x`` is not modified.
+    """
+    layout = get_layout(layout)
+    if x.ndim != 3 or x.shape[1:] != (len(layout), 3):
+        raise ShapeError(
+            f"swap_limbs: expected poses with shape (N, {len(layout)}, 3) for layout {layout.name!r}, "
+            f"got {tuple(x.shape)}"
+        )
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p <= 1.0:
+        raise ValueError(f"swap_limbs: p must be a probability in [0, 1], got {p!r}")
+    chains = layout.chains()
+    n = x.shape[0]
+    member = torch.zeros(len(chains), len(layout), dtype=torch.bool, device=x.device)
+    for k, chain in enumerate(chains):
+        member[k, list(chain)] = True
+    swap = rand((n,), generator, x) < p
+    limb = randint(len(chains), (n,), generator, x.device)
+    # Another pose: an offset of 1 .. n-1 places (a batch of one keeps its pose).
+    donor = (torch.arange(n, device=x.device) + 1 + randint(max(n - 1, 1), (n,), generator, x.device)) % n
+    take = (member[limb] & swap[:, None])[:, :, None]
+    return torch.where(take, x[donor], x)
 
 
 # ---------------------------------------------------------------------------------- priors

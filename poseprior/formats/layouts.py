@@ -105,6 +105,28 @@ class JointLayout:
             depth.append(0 if p < 0 else depth[p] + 1)
         return tuple(depth)
 
+    def chains(self) -> tuple[tuple[int, ...], ...]:
+        """The limbs: the non-branching chains of the tree, as tuples of joint indices, root end first.
+
+        A joint starts a new chain when it is a root or its parent has more (or fewer) than one
+        child; otherwise it continues its parent's. For the body: each leg (hip to foot), the
+        spine (spine1 to spine3), neck and head, each arm (collar to wrist); for a hand, each finger.
+        """
+        children = [0] * len(self.parents)
+        for p in self.parents:
+            if p >= 0:
+                children[p] += 1
+        chain_of: list[int] = []
+        chains: list[list[int]] = []
+        for j, p in enumerate(self.parents):
+            if p < 0 or children[p] != 1:
+                chain_of.append(len(chains))
+                chains.append([j])
+            else:
+                chain_of.append(chain_of[p])
+                chains[chain_of[p]].append(j)
+        return tuple(tuple(c) for c in chains)
+
     def select(self, joints: Sequence[str], name: str) -> JointLayout:
         """A sub-layout of ``joints`` (in the given order); parents outside it become -1."""
         idx = self.indices(joints)
