@@ -130,10 +130,10 @@ def _epoch(
             prior.eval()
             kept = f"the weights of the end of epoch {epoch - 1}" if epoch else "the initial weights"
             raise FitDivergedError(
-                f"{type(prior).__name__}.fit diverged: the training loss is {float(loss)} at epoch {epoch}, "
-                f"step {step} (learning rate {sched.get_last_lr()[0]:.3g}). The data was checked finite, so "
-                "the optimization is unstable: lower lr (e.g. by 10x) or raise batch_size. "
-                f"{kept[0].upper()}{kept[1:]} are restored."
+                f"{type(prior).__name__}.fit diverged: the training loss is {float(loss.detach())} at "
+                f"epoch {epoch}, step {step} (learning rate {sched.get_last_lr()[0]:.3g}). The data was "
+                "checked finite, so the optimization is unstable: lower lr (e.g. by 10x) or raise "
+                f"batch_size. {kept[0].upper()}{kept[1:]} are restored."
             )
         opt.zero_grad(set_to_none=True)
         loss.backward()
