@@ -66,10 +66,11 @@ MIN_MARGIN = 3.0
 # global_flow's settings are stated in full where they differ from today's defaults: the rows
 # stored in docs/tune/global_flow.json were measured with 205-wide MADEs, conditioner_bound=3 and
 # max_log_scale=1 (the defaults before the 128-wide flow was chosen).
-_FLOW = {"hidden_features": 205, "max_log_scale": 1.0, "conditioner_bound": 3.0}
+# Every row before the part_swap ones was trained without limb swaps (part_swap=0 then the default).
+_FLOW = {"hidden_features": 205, "max_log_scale": 1.0, "conditioner_bound": 3.0, "part_swap": 0.0}
 _GROUPED = {**_FLOW, "noise_std": 0.08, "groups": 8}  # global_flow's earlier defaults
 _GROUPED_128 = {**_GROUPED, "hidden_features": 128}
-_CHOSEN = {**_GROUPED_128, "conditioner_bound": 2.0, "max_log_scale": 0.9}  # today's defaults
+_CHOSEN = {**_GROUPED_128, "conditioner_bound": 2.0, "max_log_scale": 0.9}  # the defaults before part_swap
 VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
     # shrinkage=0: the covariance as estimated (the default shrinks it by 0.2 toward its diagonal)
     "gaussian": {f"min_std={m},shrinkage=0": {"min_std": m, "shrinkage": 0.0} for m in (0.02, 0.05, 0.1)}
@@ -114,6 +115,13 @@ VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
         },
         "noise=0.08,groups=8,hidden=64,standardize=full": {
             **_GROUPED, "hidden_features": 64, "standardize": "full"
+        },
+        # limb swaps: a training pose takes one limb from another pose with this probability
+        **{
+            f"noise=0.08,groups=8,hidden=128,conditioner_bound=2,max_log_scale=0.9,part_swap={q:g}": {
+                **_CHOSEN, "part_swap": q
+            }
+            for q in (0.25, 0.5, 0.75, 1.0)
         },
     },
 }

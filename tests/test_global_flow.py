@@ -187,7 +187,8 @@ def _degenerate_data(n: int, gen: torch.Generator) -> torch.Tensor:
 def test_variance_floor_on_a_near_constant_direction(noise_std: float) -> None:
     gen = torch.Generator().manual_seed(0)
     data = _degenerate_data(3000, gen)
-    prior = GlobalFlowPrior(TWO_JOINTS, noise_std=noise_std, **TINY).double()
+    # part_swap=0: the two joints are one limb, so a swap would only replace poses by others
+    prior = GlobalFlowPrior(TWO_JOINTS, noise_std=noise_std, part_swap=0.0, **TINY).double()
     prior.fit(data, epochs=15, batch_size=100, lr=1e-2, generator=gen)
     x = data[:200]
     moved = x.clone()
@@ -399,3 +400,20 @@ def test_frozen_fused_path_includes_the_broad_component() -> None:
     torch.testing.assert_close(grad, expected_grad)
     with torch.no_grad():
         torch.testing.assert_close(prior.log_prob(x), expected)
+
+
+def test_part_swap_trains_on_limbs_taken_from_other_poses() -> None:
+    from poseprior.formats import swap_limbs
+
+    with pytest.raises(ValueError, match=r"part_swap must be a probability in \[0, 1\], got 1.5"):
+        GlobalFlowPrior("body", part_swap=1.5)
+    x = synthetic_poses(256, 21, torch.Generator().manual_seed(0), torch.float64)
+    prior = GlobalFlowPrior("body", part_swap=1.0, noise_std=0.0, **TINY).double()
+    prior.initialize(x)
+    prior.train()
+    loss = prior.training_loss(x, torch.Generator().manual_seed(5))
+    swapped = swap_limbs(x, "body", 1.0, torch.Generator().manual_seed(5))
+    prior.eval()  # no augmentation in eval mode: the loss of the swapped poses themselves
+    assert torch.allclose(loss, prior.training_loss(swapped), rtol=1e-12)
+    assert not torch.allclose(loss, prior.training_loss(x), rtol=1e-6)
+    assert GlobalFlowPrior("body", part_swap=0.5).get_config()["part_swap"] == 0.5

@@ -185,6 +185,23 @@ def test_checkpoints_of_poseprior_0_1_0_load_with_the_same_density(name: str) ->
     torch.testing.assert_close(prior.log_prob(poses), expected, rtol=1e-9, atol=1e-9)
 
 
+def test_a_version_2_global_flow_loads_as_trained_without_limb_swaps(tmp_path: Path) -> None:
+    """Version 2 of global_flow had no ``part_swap`` (it trained without limb swaps): its
+    checkpoints load with ``part_swap=0``, not today's default, and the same density."""
+    prior = poseprior.create("global_flow", layout="left_hand", blocks=1, hidden_features=8)
+    x = 0.1 * torch.randn(50, 15, 3, generator=torch.Generator().manual_seed(0))
+    prior.initialize(x)
+    assert prior.part_swap == 1.0 and type(prior).version == 3
+    record = {**checkpoint_record(prior), "prior_version": 2}
+    record["config"] = {k: v for k, v in record["config"].items() if k != "part_swap"}
+    loaded = poseprior.load(_write(tmp_path / "v2", record, prior.state_dict()))
+    assert loaded.part_swap == 0.0
+    torch.testing.assert_close(loaded.log_prob(x), prior.log_prob(x))
+    record["prior_version"] = 4
+    with pytest.raises(CheckpointError, match="of version 4; this poseprior reads versions 1 to 3"):
+        poseprior.load(_write(tmp_path / "v4", record, prior.state_dict()))
+
+
 @pytest.mark.parametrize("name", poseprior.list_pretrained())
 def test_every_shipped_checkpoint_loads(name: str) -> None:
     """The shipped checkpoints were written in format 1 (no binding to check) or later: all load."""
