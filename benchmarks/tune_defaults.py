@@ -81,13 +81,16 @@ VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
     }
     | {f"min_std=0.02,shrinkage={k}": {"min_std": 0.02, "shrinkage": k} for k in (0.25, 0.35)}
     | {"diagonal": {"covariance": "diagonal"}},
-    "joint_flow": {f"min_std={m}": {"min_std": m} for m in (0.02, 0.05, 0.08)},
+    # (trained without limb swaps, the default then)
+    "joint_flow": {f"min_std={m}": {"min_std": m, "part_swap": 0.0} for m in (0.02, 0.05, 0.08)}
+    | {f"min_std=0.02,part_swap={q:g}": {"min_std": 0.02, "part_swap": q} for q in (0.5, 1.0)},
     "gmm": {f"min_std={m}": {"min_std": m} for m in (0.02, 0.05, 0.1)},
     "vae": {"default": {}}
     | {f"min_std={m}": {"min_std": m} for m in (0.05, 0.1)}
     | {"latent_dim=16,hidden_features=256": {"latent_dim": 16, "hidden_features": 256}}
     | {f"noise={n}": {"noise_std": n} for n in (0.08, 0.1, 0.12, 0.16)}
-    | {f"noise={n},iwae=8": {"noise_std": n, "objective": "iwae", "train_samples": 8} for n in (0.1, 0.12)},
+    | {f"noise={n},iwae=8": {"noise_std": n, "objective": "iwae", "train_samples": 8} for n in (0.1, 0.12)}
+    | {f"noise=0.1,part_swap={q:g}": {"noise_std": 0.1, "part_swap": q} for q in (0.5, 1.0)},
     "global_flow": {
         # the 0.1.0 architecture: unbounded conditioners, log-scales up to 3, noise 0.02, no groups
         "v1": {**_FLOW, "noise_std": 0.02, "max_log_scale": 3.0, "conditioner_bound": None, "groups": None},

@@ -95,6 +95,14 @@ def check_like(x: Tensor, ref: Tensor, where: str) -> None:
         )
 
 
+def check_probability(name: str, value: object) -> float:
+    """``value`` as a float in [0, 1]; else a ValueError naming ``name``."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and 0.0 <= value <= 1.0
+    if not ok:
+        raise ValueError(f"{name} must be a probability in [0, 1], got {value!r}")
+    return float(value)
+
+
 def check_number(name: str, value: object, *, at_least: float = 0.0, strict: bool = True) -> float:
     """``value`` as a finite float above (or at, if not ``strict``) ``at_least``; else a ValueError naming
     ``name``."""

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 import logging
 import math
 import pkgutil
+import sys
 import warnings
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -423,3 +426,38 @@ def test_finite_at_the_largest_accepted_values(name: str) -> None:
     lp = prior.log_prob(x)
     (g,) = torch.autograd.grad(lp.sum(), x)
     assert torch.isfinite(lp).all() and torch.isfinite(g).all()
+
+
+def _has_part_swap(name: str) -> bool:
+    return "part_swap" in inspect.signature(poseprior.registry.prior_class(name).__init__).parameters
+
+
+@pytest.mark.parametrize("name", [n for n in sorted(TINY_CONFIGS) if _has_part_swap(n)])
+def test_part_swap_trains_on_limbs_of_other_poses(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A prior with ``part_swap`` gives its training poses limbs of other poses (formats.swap_limbs,
+    driven by fit's generator) in train mode only, and refuses a value that is no probability."""
+    prior, x = fitted(name)
+    module = sys.modules[type(prior)._training_loss.__module__]
+    real, calls = module.swap_limbs, []
+
+    def spy(poses: torch.Tensor, layout: Any, p: float, generator: Any = None) -> torch.Tensor:
+        calls.append((poses.clone(), layout, p, generator))
+        return real(poses, layout, p, generator)
+
+    monkeypatch.setattr(module, "swap_limbs", spy)
+    gen = torch.Generator().manual_seed(0)
+    prior.part_swap = 1.0
+    prior.train()
+    prior.training_loss(x[:64], gen)
+    assert len(calls) == 1
+    poses, layout, p, generator = calls[0]
+    assert torch.equal(poses, x[:64]) and layout == prior.layout and p == 1.0 and generator is gen
+    prior.eval()
+    prior.training_loss(x[:64], gen)  # evaluation: the poses as they are
+    prior.train()
+    prior.part_swap = 0.0
+    prior.training_loss(x[:64], gen)
+    assert len(calls) == 1
+    config = TINY_CONFIGS[name][0]
+    with pytest.raises(ValueError, match=r"part_swap must be a probability in \[0, 1\], got -0.1"):
+        poseprior.create(name, **config, part_swap=-0.1)

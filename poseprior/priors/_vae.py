@@ -56,10 +56,11 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from .._checks import check_number
+from .._checks import check_number, check_probability
 from .._rng import randn
 from ..base import PosePrior
 from ..errors import ShapeError, ValueCheckError
+from ..formats.adapters import swap_limbs
 from ..formats.rotations import (
     axis_angle_to_matrix,
     axis_angle_to_rot6d,
@@ -127,6 +128,7 @@ class VAEBase(PosePrior):
         activation: str = "silu",
         residual: bool = True,
         noise_std: float = 0.0,
+        part_swap: float = 0.0,
     ) -> None:
         """Validates the shared options, stores them and builds the networks and buffers."""
         owner = type(self).__name__
@@ -143,6 +145,7 @@ class VAEBase(PosePrior):
         self.objective = objective
         self.seed = seed
         self.noise_std = check_number(f"{owner}: noise_std", noise_std, strict=False)
+        self.part_swap = check_probability(f"{owner}: part_swap", part_swap)
         # The modules see every value of a slot (the values they do not learn at their training
         # means), so no shape depends on D and the base class's _rebuild hook has nothing to do.
         self._slots = slots
@@ -301,6 +304,8 @@ class VAEBase(PosePrior):
         return self._bound(x, "iwae", self.num_samples, self.seed)
 
     def _training_loss(self, x: Tensor, generator: torch.Generator | None) -> Tensor:
+        if self.training and self.part_swap > 0:
+            x = swap_limbs(x, self.layout, self.part_swap, generator)
         if self.training and self.noise_std > 0:
             # The encoder's input and the reconstruction target are the same noisy pose.
             x = x + self.noise_std * randn(x.shape, generator, x)

@@ -10,7 +10,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from .._checks import check_number
+from .._checks import check_number, check_probability
 from .._rng import randn
 from ..base import PosePrior
 from ..errors import CheckpointError
@@ -202,9 +202,7 @@ class GlobalFlowPrior(PosePrior):
         if groups is not None and (not isinstance(groups, int) or isinstance(groups, bool) or groups < 2):
             raise ValueError(f"groups must be an int >= 2 or None, got {groups!r}")
         self.groups = groups
-        self.part_swap = check_number("part_swap", part_swap, strict=False)
-        if self.part_swap > 1:
-            raise ValueError(f"part_swap must be a probability in [0, 1], got {part_swap!r}")
+        self.part_swap = check_probability("part_swap", part_swap)
         self._compiled: Callable[[Tensor], Tensor] | None = None
         self._compile_options: dict[str, Any] | None = None
         self._rebuild()

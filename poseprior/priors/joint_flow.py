@@ -9,9 +9,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .._checks import check_number
+from .._checks import check_number, check_probability
 from .._rng import randn
 from ..base import PosePrior
+from ..errors import CheckpointError
+from ..formats.adapters import swap_limbs
 from ..formats.layouts import JointLayout
 from ..formats.rotations import axis_angle_to_rot6d
 from ..nn.joint_net import StackedMLP, identity_spline_params, rq_spline, spline_param_count
@@ -61,10 +63,10 @@ class JointFlowPrior(PosePrior):
     rotates about one fixed oblique axis); the noise does: the model is fitted to the data
     convolved with :math:`\mathcal{N}(0, \mathrm{min\_std}^2)`, so a pose 2 degrees off a
     direction the data never moves along costs about
-    :math:`\frac12 (0.035 / \mathrm{min\_std})^2` nats. The default 0.02 rad and the broad component (weight
-    0.05, scale 1.25) were chosen on unseen subjects and on another source
-    (``benchmarks/tune_defaults.py``, ``docs/generalization.md``); ``fit`` also trains on the
-    mirror images of the poses.
+    :math:`\frac12 (0.035 / \mathrm{min\_std})^2` nats. The default 0.02 rad, the limb swaps
+    (``part_swap=0.5``) and the broad component (weight 0.05, scale 1.25) were chosen on unseen
+    subjects and on another source (``benchmarks/tune_defaults.py``, ``docs/generalization.md``);
+    ``fit`` also trains on the mirror images of the poses.
 
     **Numerics.** The spline is the identity outside :math:`[-B, B]` standardized units (the
     ``tail_bound``), and every conditioner input is clamped to :math:`[-B, B]`, so ``log_prob``
@@ -81,6 +83,10 @@ class JointFlowPrior(PosePrior):
             in radians.
         tail_bound: :math:`B`, in standardized units.
         seed: Seed of the initial weights (a local generator: the global RNG is not used).
+        part_swap: Probability that a training pose, in each epoch, gets one limb from another
+            pose of its batch (:func:`~poseprior.formats.swap_limbs`); 0 disables it. The default
+            0.5 was chosen like the others (``docs/generalization.md``): about 1 nat better on
+            unseen subjects, the same on val.
         exclude: See :class:`~poseprior.PosePrior`.
         anatomical: See :class:`~poseprior.PosePrior`.
         broad_weight: See :class:`~poseprior.PosePrior` (the broad component).
@@ -92,6 +98,7 @@ class JointFlowPrior(PosePrior):
         torch.Size([2, 21, 3])
     """
 
+    version = 3  # 3: part_swap in the config (see upgrade_checkpoint)
     fit_defaults = {"epochs": 30, "batch_size": 256, "lr": 2e-3, "weight_decay": 1e-4, "patience": 8}
     """Adam (:func:`~poseprior._fitloop.fit_adam`) with noise of std ``min_std``: 30 epochs of batches
     of 256, learning rate 2e-3 with cosine decay, AdamW weight decay 1e-4; with ``val`` poses,
@@ -116,6 +123,7 @@ class JointFlowPrior(PosePrior):
         min_std: float = 0.02,
         tail_bound: float = 5.0,
         seed: int = 0,
+        part_swap: float = 0.5,
         *,
         exclude: Sequence[int] | None = None,
         anatomical: Sequence[int] | None = None,
@@ -138,6 +146,7 @@ class JointFlowPrior(PosePrior):
         self.hidden = int(hidden)
         self.layers = int(layers)
         self.tail_bound = check_number("tail_bound", tail_bound)
+        self.part_swap = check_probability("part_swap", part_swap)
         self.seed = int(seed)
         j = len(self.layout)
         self.register_buffer("loc", torch.zeros(j, 3))
@@ -150,11 +159,15 @@ class JointFlowPrior(PosePrior):
     def upgrade_checkpoint(
         cls, version: int, config: dict[str, Any], state: dict[str, Tensor]
     ) -> tuple[dict, dict]:
-        """Version 1 had its own ``standardized`` flag; it is the base class's ``initialized`` now."""
-        config, state = super().upgrade_checkpoint(version, config, state)
-        state = dict(state)
-        state["initialized"] = state.pop("standardized")
-        return config, state
+        """Version 1 had its own ``standardized`` flag (the base class's ``initialized`` now); versions
+        1 and 2 were trained without limb swaps (``part_swap=0``, which the config did not record)."""
+        if version == 1:
+            config, state = super().upgrade_checkpoint(version, config, state)
+            state = dict(state)
+            state["initialized"] = state.pop("standardized")
+        elif version != 2:
+            raise CheckpointError(f"no upgrade from version {version} of prior {cls.name!r}")
+        return {**config, "part_swap": 0.0}, state
 
     # ------------------------------------------------------------------ structure
     def _rebuild(self) -> None:
@@ -312,6 +325,8 @@ class JointFlowPrior(PosePrior):
     def _training_loss(self, x: Tensor, generator: torch.Generator | None) -> Tensor:
         """-log p of the poses plus Gaussian noise of std ``min_std`` in train mode (the variance floor)."""
         if self.training:
+            if self.part_swap > 0:
+                x = swap_limbs(x, self.layout, self.part_swap, generator)
             x = x + self.min_std * randn(x.shape, generator, x)
         return -self._log_prob(x).mean()
 

@@ -70,6 +70,8 @@ class VAEPrior(VAEBase):
         seed: The seed of the initial weights and of the per-call generator of the IWAE draws.
         noise_std: Standard deviation (radians) of the Gaussian noise ``fit`` adds to training
             poses (see :mod:`poseprior.priors._vae`); evaluation is not noisy.
+        part_swap: Probability that a training pose, in each epoch, gets one limb from another
+            pose of its batch (:func:`~poseprior.formats.swap_limbs`); 0 disables it.
         exclude: See :class:`~poseprior.PosePrior`.
         anatomical: See :class:`~poseprior.PosePrior`.
         broad_weight: See :class:`~poseprior.PosePrior` (the broad component).
@@ -111,6 +113,7 @@ class VAEPrior(VAEBase):
         train_samples: int = 1,
         seed: int = 0,
         noise_std: float = 0.1,
+        part_swap: float = 0.0,
         *,
         exclude: Sequence[int] | None = None,
         anatomical: Sequence[int] | None = None,
@@ -129,7 +132,7 @@ class VAEPrior(VAEBase):
             latent_dim=latent_dim, hidden_features=hidden_features, encoder_layers=encoder_layers,
             decoder_layers=decoder_layers, num_samples=num_samples, objective=objective,
             train_samples=train_samples, seed=seed, activation=activation, residual=residual,
-            noise_std=noise_std,
+            noise_std=noise_std, part_swap=part_swap,
         )
 
     def encode(self, x: Tensor) -> torch.distributions.Normal:
