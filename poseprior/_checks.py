@@ -95,6 +95,26 @@ def check_like(x: Tensor, ref: Tensor, where: str) -> None:
         )
 
 
+def check_broad_weight(owner: str, value: object, has_broad: bool | None = None) -> float:
+    """A prior's ``broad_weight`` as a float in [0, 1); with ``has_broad`` (a weight changed after
+    construction), in (0, 1) if the prior has a broad component and 0 if it has none."""
+    w = check_number("broad_weight", value, strict=False)
+    if w >= 1.0 and has_broad is None:
+        raise ValueError(f"broad_weight must be in [0, 1), got {value!r}")
+    if has_broad and not 0.0 < w < 1.0:
+        raise ValueError(
+            f"{owner}.broad_weight: this prior has a broad component, so its weight must be in (0, 1), "
+            f"got {value!r}; for the learned model alone use prior.without_broad()"
+        )
+    if has_broad is False and w != 0:
+        raise ValueError(
+            f"{owner}.broad_weight: this prior was built without a broad component, got {value!r}; the "
+            f"component is fitted on the training data: create the prior with broad_weight={value!r} and "
+            "fit it"
+        )
+    return w
+
+
 def check_probability(name: str, value: object) -> float:
     """``value`` as a float in [0, 1]; else a ValueError naming ``name``."""
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and 0.0 <= value <= 1.0

@@ -59,7 +59,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ._checks import check_like, check_number, check_pose
+from ._checks import check_broad_weight, check_like, check_number, check_pose
 from ._execution import Compilable, full_precision
 from ._rng import rand
 from .amass import PoseData
@@ -119,10 +119,7 @@ class PosePrior(Compilable, nn.Module, abc.ABC):
         super().__init__()
         self.layout = get_layout(layout)
         self.min_std = check_number("min_std", min_std)
-        w = check_number("broad_weight", broad_weight, strict=False)
-        if w >= 1.0:
-            raise ValueError(f"broad_weight must be in [0, 1), got {broad_weight!r}")
-        self.broad_weight = w
+        self._broad_weight = w = check_broad_weight(type(self).__name__, broad_weight)
         self.broad_scale = check_number("broad_scale", broad_scale, at_least=1.0, strict=False)
         n = 3 * len(self.layout)
         self.register_buffer("data_mean", torch.zeros(n))
@@ -134,6 +131,15 @@ class PosePrior(Compilable, nn.Module, abc.ABC):
         self.anatomy = IndependentGaussian(n)
         self.broad = IndependentGaussian(n) if w > 0 else None
         self._set_values(exclude, anatomical)
+
+    @property
+    def broad_weight(self) -> float:
+        """Weight of the broad component (0: none); settable within (0, 1) on a prior that has one."""
+        return self._broad_weight
+
+    @broad_weight.setter
+    def broad_weight(self, value: float) -> None:
+        self._broad_weight = check_broad_weight(type(self).__name__, value, self.broad is not None)
 
     def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: Any, **kwargs: Any) -> None:
         # The value kinds are part of the architecture (they come from the config): weights of a
@@ -306,11 +312,8 @@ class PosePrior(Compilable, nn.Module, abc.ABC):
         raise NotImplementedError(f"{type(self).__name__} has no reparameterized sampler (has_rsample=False)")
 
     def without_broad(self) -> PosePrior:
-        """A copy of this prior without its broad component (``broad_weight=0``): the model alone.
-
-        The anatomical values keep their Gaussians. Used to measure what the learned model does
-        by itself.
-        """
+        """A copy of this prior without its broad component (``broad_weight=0``): the learned model
+        alone, to measure what it does by itself (the anatomical values keep their Gaussians)."""
         plain = type(self)(**{**self.get_config(), "broad_weight": 0.0}).to(self.data_mean)
         plain.load_state_dict({k: v for k, v in self.state_dict().items() if not k.startswith("broad.")})
         return plain.train(self.training)

@@ -180,3 +180,26 @@ def test_log_prob_can_be_modified_in_place(name: str) -> None:
         expected = scores[1:].clone()
         scores[0] = 0.0
         torch.testing.assert_close(scores[1:], expected)
+
+
+@names
+def test_the_broad_weight_can_change_within_its_component(name: str) -> None:
+    """Setting ``broad_weight`` on a prior with a broad component changes the mixture (the frozen
+    fast paths too) to the reference at the new weight; values that would need another component
+    (0, >= 1, or any weight on a prior built without one) are refused with a clear error."""
+    prior, data = fitted(name, broad_weight=W)
+    prior.requires_grad_(False)  # global_flow: the fused frozen path, cached on the weight
+    x = data[:20]
+    with torch.no_grad():
+        before = prior.log_prob(x)
+        prior.broad_weight = 0.1
+        after = prior.log_prob(x)
+    assert prior.get_config()["broad_weight"] == 0.1
+    torch.testing.assert_close(after, _reference_log_prob(prior, data, x)[0])
+    assert not torch.allclose(before, after)
+    for bad in (0.0, 1.0):
+        with pytest.raises(ValueError, match=r"this prior has a broad component.*without_broad"):
+            prior.broad_weight = bad
+    plain, _ = fitted(name, broad_weight=0.0)
+    with pytest.raises(ValueError, match=r"built without a broad component, got 0.2.*broad_weight=0.2"):
+        plain.broad_weight = 0.2
