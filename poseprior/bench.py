@@ -36,6 +36,9 @@ from .amass import PoseData
 from .base import PosePrior
 from .evaluation import Result, bench_specs, evaluate, label, leave_one_group_out, markdown, markdown_table
 
+ROUNDS, QUICK_ROUNDS = 9, 3
+"""Alternating rounds of prior and reference per speed figure (``--quick``: fewer)."""
+
 
 def _once(fn: Callable[[], object], n: int, min_seconds: float) -> float:
     """Items per second of ``fn`` (which handles ``n`` items), called for at least ``min_seconds``."""
@@ -78,7 +81,7 @@ def speed(prior: PosePrior, x: Tensor, *, quick: bool = False) -> dict[str, floa
     ref = torch.distributions.MultivariateNormal(torch.zeros(prior.dim), torch.eye(prior.dim))
     flat = x.flatten(1)[:, prior.present].detach()  # the D values in the density
 
-    rounds = 3 if quick else 9
+    rounds = QUICK_ROUNDS if quick else ROUNDS
 
     def paired(key: str, fn: Callable[[], object], ref_fn: Callable[[], object], n: int) -> None:
         out[key], out[f"ref_mvn_{key}"], out[f"ratio_{key}"] = _paired(fn, ref_fn, n, t, rounds)
@@ -277,11 +280,12 @@ def _cell(v: Any) -> str:
 
 def render(rows: Sequence[Result], *, quick: bool = False) -> str:
     """The benchmark report in markdown."""
+    rounds = QUICK_ROUNDS if quick else ROUNDS
     ref_note = (
-        "Speed in poses/s on this machine (2 CPU threads), medians of 9 rounds; `ratio_*` divides "
-        "by a `torch.distributions.MultivariateNormal` of the same D timed in alternating rounds "
-        "with the prior (the median of the 9 per-round ratios; for latency, the ratio of "
-        "milliseconds: >1 is slower than the reference); `ref_mvn_reg_step_ms@1`: the "
+        f"Speed in poses/s on this machine (2 CPU threads), medians of {rounds} rounds; `ratio_*` "
+        "divides by a `torch.distributions.MultivariateNormal` of the same D timed in alternating "
+        f"rounds with the prior (the median of the {rounds} per-round ratios; for latency, the ratio "
+        "of milliseconds: >1 is slower than the reference); `ref_mvn_reg_step_ms@1`: the "
         "reference's regularizer step."
     )
     first = rows[0].extra if rows else {}
