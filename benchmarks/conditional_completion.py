@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import math
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 from completion import SCENARIOS, _paired, frames_of
@@ -43,7 +42,6 @@ import poseprior
 from poseprior.data import load_bundled
 from poseprior.kinematics import SKELETON_JOINTS, SKELETON_PARENTS, forward_kinematics
 
-CHECKPOINTS = Path(__file__).resolve().parents[1] / "checkpoints"
 LogProb = Callable[[Tensor], Tensor]  # (S, 63) flattened body poses -> (S,)
 
 
@@ -199,8 +197,9 @@ def main(argv: list[str] | None = None) -> int:
     mean, cov = train.mean(0), torch.cov(train.T) + 1e-4 * torch.eye(63, dtype=dt)
     priors = {}
     for name in args.priors:
-        path = CHECKPOINTS / name if (CHECKPOINTS / name).is_dir() else Path(name)
-        prior = poseprior.load(path).double().requires_grad_(False).eval()
+        shipped = name in poseprior.list_pretrained()
+        prior = (poseprior.load_pretrained(name) if shipped else poseprior.load(name)).double()
+        prior.requires_grad_(False).eval()
         priors[name] = lambda v, prior=prior: prior.log_prob(v.reshape(-1, 21, 3))
     print(f"{n} unseen frames, true rotations outside the free joints; {args.samples} draws x "
           f"{args.rounds} rounds per frame and prior\n")  # fmt: skip
