@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import os
 import subprocess
 import sys
@@ -80,16 +81,28 @@ def test_regularizer_diagnosis_runs_on_a_shipped_checkpoint(tmp_path: Path) -> N
 
 
 def test_tuning_rule_on_the_stored_global_flow_results() -> None:
-    # benchmarks/tune_defaults.py's rule applied to docs/tune/global_flow.json: it picks the shipped
-    # defaults, and says so (rather than crashing) when no setting meets it.
+    # benchmarks/tune_defaults.py's rule applied to docs/tune/global_flow.json. With tail estimates
+    # from 200,000 samples the shipped defaults sit at the rule's 0.05% cap (0.052%, within two
+    # standard errors of it) and the strict rule picks a setting with a worse score whose estimate
+    # is just below it; docs/generalization.md says why the defaults are kept. This test pins that
+    # state: it fails if the stored results or the defaults change without the docs.
     tune = _load("tune_defaults")
     stored = json.loads((BENCHMARKS.parent / "docs" / "tune" / "global_flow.json").read_text())
     results = tune.with_margins("global_flow", stored)
-    chosen = tune.choose(results)
+    row = tune.shipped("global_flow", results)
     prior = GlobalFlowPrior()
-    kwargs = results[chosen["variant"]]["kwargs"]
-    assert all(getattr(prior, k) == v for k, v in kwargs.items())
-    assert (chosen["broad_weight"], chosen["broad_scale"]) == (prior.broad_weight, prior.broad_scale)
+    assert all(getattr(prior, k) == v for k, v in results[row["variant"]]["kwargs"].items())
+    assert (row["broad_weight"], row["broad_scale"]) == (prior.broad_weight, prior.broad_scale)
+    assert results[row["variant"]]["pct_pi_samples"] == tune.PCT_PI_SAMPLES
+    se = math.sqrt(tune.MAX_PCT_PI / 100 * (1 - tune.MAX_PCT_PI / 100) / tune.PCT_PI_SAMPLES) * 100
+    assert tune.MAX_PCT_PI < row["pct_pi"] <= tune.MAX_PCT_PI + 2 * se  # at the cap, within its error
+    assert row["pct_pi"] <= 0.1 and row["alone_beats_independent"] and row["margin"] >= tune.MIN_MARGIN
+    chosen = tune.choose(results)
+    assert chosen["variant"] == "noise=0.08,groups=8" and chosen["score"] > row["score"]
+    assert chosen["unseen"] > row["unseen"] + 4  # 4.3 nats worse on the unseen subjects
+    # Rows trained with another seed are repeats of a setting, never the choice (one scores better here).
+    repeats = [r for r in tune.rows(results) if results[r["variant"]]["kwargs"].get("seed", 0) != 0]
+    assert repeats and min(r["score"] for r in repeats) < chosen["score"]
     narrow = {k: v for k, v in results.items() if v["kwargs"].get("hidden_features") == 64}
     assert narrow and tune.choose(narrow) is None  # every row beyond the 0.05% tail cap
     assert "no setting of global_flow here meets the rule" in tune.render("global_flow", narrow)
