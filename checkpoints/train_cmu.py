@@ -93,7 +93,7 @@ CARD = """# {name}.cmu — `{prior}` prior trained on the bundled CMU data
   splits, {n_train} poses from {f_train} files after screening out {n_screened} defective frames
   (`poseprior.data.load_bundled`), mirrored. val: `cmu`'s val split ({n_val} poses, actions also
   in training). unseen: `cmu_extra`'s val split ({n_unseen} poses of subjects in no training file).
-- **Training**: `python checkpoints/train_cmu.py --priors {prior}` (seed {seed}, {threads} threads,
+- **Training**: `python checkpoints/train_cmu.py --priors {prior}` (seed {seed}, {threads},
   {seconds:.0f} s). Early stopping, where used, holds out every 8th training file, never val.
 
 ## Metrics (nats per pose; BPD = NLL / (D ln 2), D = {dim})
@@ -177,7 +177,7 @@ def card(name: str, prior: poseprior.PosePrior, data: dict, seconds: float, args
         n_val=len(xv),
         n_unseen=len(xu),
         seed=args.seed,
-        threads=args.threads,
+        threads=f"{args.threads} thread{'s' if args.threads != 1 else ''}",
         seconds=seconds,
         alone=alone,
         **{f"{k}_nll": v for k, v in nll.items()},
