@@ -108,6 +108,21 @@ def test_tuning_rule_on_the_stored_global_flow_results() -> None:
     assert "no setting of global_flow here meets the rule" in tune.render("global_flow", narrow)
 
 
+def test_every_other_prior_ships_the_rules_choice() -> None:
+    # The defaults of every tuned prior but global_flow (above) are the rule's choice on its stored
+    # results in docs/tune, broad weight and scale included.
+    tune = _load("tune_defaults")
+    files = sorted((BENCHMARKS.parent / "docs" / "tune").glob("*.json"))
+    assert {f.stem for f in files} >= {"gaussian", "gmm", "joint_flow", "vae", "global_flow"}
+    for f in files:
+        if f.stem == "global_flow":
+            continue
+        results = tune.with_margins(f.stem, json.loads(f.read_text()))
+        chosen, shipped = tune.choose(results), tune.shipped(f.stem, results)
+        assert shipped is not None and chosen is not None, f.stem
+        assert (shipped["variant"], shipped["key"]) == (chosen["variant"], chosen["key"]), f.stem
+
+
 def test_conditional_completion_against_a_gaussian_in_closed_form() -> None:
     # benchmarks/conditional_completion.py's free rotations, conditional mode and importance-sampled
     # conditional mean, checked on a correlated Gaussian whose conditionals are known exactly.

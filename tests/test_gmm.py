@@ -168,4 +168,4 @@ def test_registered_closed_form_and_listed() -> None:
     assert not GMMPrior.iterative_fit and GMMPrior.has_exact_log_prob
     prior = poseprior.create("gmm")
     assert prior.layout.name == "body" and prior.n_components == 8
-    assert (prior.broad_weight, prior.broad_scale) == (0.05, 1.0)  # chosen by benchmarks/tune_defaults.py
+    assert (prior.broad_weight, prior.broad_scale) == (0.02, 1.25)  # chosen by benchmarks/tune_defaults.py

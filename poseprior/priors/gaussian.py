@@ -42,7 +42,7 @@ class GaussianPrior(PosePrior):
             scikit-learn's ``ShrunkCovariance``), so correlations seen in the training motion are
             trusted less on other motion. No effect on the ``"diagonal"`` covariance.
 
-    The defaults (``min_std=0.02``, ``shrinkage=0.2``, a broad component of weight 0.05 and scale
+    The defaults (``min_std=0.02``, ``shrinkage=0.2``, a broad component of weight 0.02 and scale
     1.25) were chosen on motion the prior was not trained on (``benchmarks/tune_defaults.py``,
     ``docs/generalization.md``).
         exclude: See :class:`~poseprior.PosePrior`.
@@ -68,7 +68,7 @@ class GaussianPrior(PosePrior):
         *,
         exclude: Sequence[int] | None = None,
         anatomical: Sequence[int] | None = None,
-        broad_weight: float = 0.05,
+        broad_weight: float = 0.02,
         broad_scale: float = 1.25,
     ) -> None:
         super().__init__(

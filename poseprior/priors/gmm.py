@@ -55,7 +55,7 @@ class GMMPrior(PosePrior):
         broad_weight: See :class:`~poseprior.PosePrior` (the broad component).
         broad_scale: See :class:`~poseprior.PosePrior`.
 
-    The defaults (8 components, ``min_std=0.02``, a broad component of weight 0.05 and scale 1)
+    The defaults (8 components, ``min_std=0.02``, a broad component of weight 0.02 and scale 1.25)
     were chosen on motion the prior was not trained on (``benchmarks/tune_defaults.py``,
     ``docs/generalization.md``).
 
@@ -80,8 +80,8 @@ class GMMPrior(PosePrior):
         *,
         exclude: Sequence[int] | None = None,
         anatomical: Sequence[int] | None = None,
-        broad_weight: float = 0.05,
-        broad_scale: float = 1.0,
+        broad_weight: float = 0.02,
+        broad_scale: float = 1.25,
     ) -> None:
         super().__init__(layout, min_std=min_std, exclude=exclude, anatomical=anatomical,
                          broad_weight=broad_weight, broad_scale=broad_scale)

@@ -64,7 +64,7 @@ class JointFlowPrior(PosePrior):
     convolved with :math:`\mathcal{N}(0, \mathrm{min\_std}^2)`, so a pose 2 degrees off a
     direction the data never moves along costs about
     :math:`\frac12 (0.035 / \mathrm{min\_std})^2` nats. The default 0.02 rad, the limb swaps
-    (``part_swap=0.5``) and the broad component (weight 0.05, scale 1.25) were chosen on unseen
+    (``part_swap=0.5``) and the broad component (weight 0.02, scale 1.5) were chosen on unseen
     subjects and on another source (``benchmarks/tune_defaults.py``, ``docs/generalization.md``);
     ``fit`` also trains on the mirror images of the poses.
 
@@ -127,8 +127,8 @@ class JointFlowPrior(PosePrior):
         *,
         exclude: Sequence[int] | None = None,
         anatomical: Sequence[int] | None = None,
-        broad_weight: float = 0.05,
-        broad_scale: float = 1.25,
+        broad_weight: float = 0.02,
+        broad_scale: float = 1.5,
     ) -> None:
         super().__init__(
             layout,
