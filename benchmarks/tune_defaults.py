@@ -373,8 +373,9 @@ def render(name: str, results: dict[str, Any]) -> str:
         b = "**" if chosen and (r["variant"], r["key"]) == (chosen["variant"], chosen["key"]) else ""
         loao = f"{r['loao']:.2f}" if r["loao"] is not None else "-"
         few = "" if results[r["variant"]].get("pct_pi_samples", 20_000) >= PCT_PI_SAMPLES else " †"
-        mark = " (shipped)" if default and default["variant"] != (chosen or {}).get("variant") and (
-            r["variant"], r["key"]) == (default["variant"], default["key"]) else ""
+        here = (r["variant"], r["key"])
+        mark = " (shipped)" if default and here == (default["variant"], default["key"]) != (
+            (chosen["variant"], chosen["key"]) if chosen else None) else ""
         lines.append(
             f"| {name} | {r['variant']}{mark} | {r['broad_weight']:g} | {r['broad_scale']:g} | "
             f"{r['val']:.2f} | {r['unseen']:.2f} | {r['cross']:.2f} | {loao} | {b}{r['score']:.2f}{b} | "
