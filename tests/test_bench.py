@@ -75,3 +75,26 @@ def test_paired_timing_keeps_the_ratio_under_drift(monkeypatch: pytest.MonkeyPat
     alone = bench._rate(lambda: work(2.0), 1, 10.0, repeats=9)
     assert alone / bench._rate(lambda: work(1.0), 1, 10.0, repeats=9) > 0.55
     assert rate / ref_rate == pytest.approx(0.5, rel=0.02)
+
+
+def test_sample_quality_counts_values_beyond_pi_in_a_larger_draw_of_their_own() -> None:
+    import torch
+
+    import poseprior
+
+    gen = torch.Generator().manual_seed(0)
+    wide = 1.6 * torch.randn(400, 21, 3, generator=gen, dtype=torch.float64)  # many values beyond pi
+    prior = poseprior.create("gaussian", covariance="diagonal", broad_weight=0.0).double().fit(wide)
+    sizes: list[int] = []
+    draw = prior.sample
+
+    def spy(n: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
+        sizes.append(n)
+        return draw(n, generator=generator)
+
+    prior.sample = spy  # type: ignore[method-assign]
+    out = bench.sample_quality(prior, wide, wide[:200], n=60, seed=3, n_tail=900)
+    assert sizes == [60, 900]  # the quality metrics' draw, then the tails' own
+    tail = draw(900, generator=torch.Generator().manual_seed(4))
+    expected = 100.0 * float((tail.reshape(900, -1).abs().amax(-1) > math.pi).double().mean())
+    assert 0 < out["pct_beyond_pi"] == pytest.approx(expected)
