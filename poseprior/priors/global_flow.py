@@ -13,7 +13,6 @@ from torch import Tensor
 from .._checks import check_number, check_probability
 from .._rng import randn
 from ..base import PosePrior
-from ..errors import CheckpointError
 from ..formats.adapters import swap_limbs
 from ..formats.layouts import JointLayout
 from ..nn.flows import build_flow
@@ -213,11 +212,9 @@ class GlobalFlowPrior(PosePrior):
     ) -> tuple[dict, dict]:
         """Version 1 had no conditioner bound and one value per autoregressive group; versions 1
         and 2 were trained without limb swaps (``part_swap=0``, which the config did not record)."""
-        if version == 1:
+        if version != 2:  # version 1 (the base class refuses any other)
             config, state = super().upgrade_checkpoint(version, config, state)
             config = {**config, "conditioner_bound": None, "groups": None}
-        elif version != 2:
-            raise CheckpointError(f"no upgrade from version {version} of prior {cls.name!r}")
         return {**config, "part_swap": 0.0}, state
 
     def _rebuild(self) -> None:

@@ -12,7 +12,6 @@ from torch import Tensor
 from .._checks import check_number, check_probability
 from .._rng import randn
 from ..base import PosePrior
-from ..errors import CheckpointError
 from ..formats.adapters import swap_limbs
 from ..formats.layouts import JointLayout
 from ..formats.rotations import axis_angle_to_rot6d
@@ -161,12 +160,10 @@ class JointFlowPrior(PosePrior):
     ) -> tuple[dict, dict]:
         """Version 1 had its own ``standardized`` flag (the base class's ``initialized`` now); versions
         1 and 2 were trained without limb swaps (``part_swap=0``, which the config did not record)."""
-        if version == 1:
+        if version != 2:  # version 1 (the base class refuses any other)
             config, state = super().upgrade_checkpoint(version, config, state)
             state = dict(state)
             state["initialized"] = state.pop("standardized")
-        elif version != 2:
-            raise CheckpointError(f"no upgrade from version {version} of prior {cls.name!r}")
         return {**config, "part_swap": 0.0}, state
 
     # ------------------------------------------------------------------ structure
