@@ -38,6 +38,10 @@ from .evaluation import Result, bench_specs, evaluate, label, leave_one_group_ou
 
 ROUNDS, QUICK_ROUNDS = 9, 3
 """Alternating rounds of prior and reference per speed figure (``--quick``: fewer)."""
+SAMPLES, QUICK_SAMPLES = 5000, 500
+"""Samples per prior for the quality metrics (precision/recall, APD, FID, nearest pose)."""
+TAIL_SAMPLES, QUICK_TAIL_SAMPLES = 20_000, 2000
+"""Samples per prior, drawn apart, for the share of values beyond pi (issue 14 counts it in 20,000)."""
 
 
 def _once(fn: Callable[[], object], n: int, min_seconds: float) -> float:
@@ -149,9 +153,9 @@ def sample_quality(
     train: Tensor,
     val: Tensor,
     unseen: Tensor | None = None,
-    n: int = 5000,
+    n: int = SAMPLES,
     seed: int = 0,
-    n_tail: int = 20_000,
+    n_tail: int = TAIL_SAMPLES,
 ) -> dict[str, float]:
     """Sample statistics: values beyond pi of ``n_tail`` samples (issue 14 counts them in 20,000:
     at rates near 0.05%, 5,000 hold two or three such poses), and precision/recall, APD, FID and
@@ -224,7 +228,7 @@ def run(
         prior = priors[row.prior]
         if hasattr(prior, "round_trip"):
             row.extra["round_trip"] = metrics.round_trip_error(prior, xv)
-        n, n_tail = (500, 2000) if quick else (5000, 20_000)
+        n, n_tail = (QUICK_SAMPLES, QUICK_TAIL_SAMPLES) if quick else (SAMPLES, TAIL_SAMPLES)
         row.extra.update(sample_quality(prior, xt, xv, xu, n=n, seed=seed, n_tail=n_tail))
         if layout == "body":
             from .plot import plot_poses
@@ -309,7 +313,7 @@ def render(rows: Sequence[Result], *, quick: bool = False) -> str:
         )
         if k in first
     )
-    n_samples, n_tail = ("500", "2,000") if quick else ("5,000", "20,000")
+    n, n_tail = (QUICK_SAMPLES, QUICK_TAIL_SAMPLES) if quick else (SAMPLES, TAIL_SAMPLES)
     parts = [
         "## Density (NLL in nats per pose; BPD = NLL / (D ln 2))",
         "" if not quick else "*quick run: iterative priors trained for only a few epochs*\n",
@@ -322,11 +326,11 @@ def render(rows: Sequence[Result], *, quick: bool = False) -> str:
         "training "
         "data held out in turn). `round_trip`: max |inverse(forward(x)) - x| in radians on the val poses.",
         "",
-        f"## Samples ({n_samples} per prior; {n_tail} for the values beyond pi)",
+        f"## Samples ({n:,} per prior; {n_tail:,} for the values beyond pi)",
         "",
         _table(rows, SAMPLE_COLUMNS),
         "",
-        f"`pct_beyond_pi`: % of {n_tail} samples (a draw of their own) with an axis-angle value beyond pi; "
+        f"`pct_beyond_pi`: % of {n_tail:,} samples (a draw of their own) with an axis-angle value beyond pi; "
         "`n_beyond_2pi`: how many beyond "
         f"2 pi. precision/recall: k=3 nearest-neighbour manifolds (Kynkäänniemi et al. 2019) against every "
         f"{THIN}th val (`unseen_`: unseen) pose, over the learned values (`_all`: every value in the "
